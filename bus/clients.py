@@ -1,0 +1,80 @@
+"""Building kafka-python clients against a broker that may not be up yet, and topics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# kafka-python waits 30 s by default before giving up on a bootstrap; a retry loop that
+# logs every few seconds tells the user much sooner that the broker is not up yet.
+BOOTSTRAP_TIMEOUT_MS = 5000
+
+
+def connect(
+    factory: Callable[[], T],
+    what: str,
+    bootstrap: str,
+    stop: threading.Event | None = None,
+    max_backoff_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T | None:
+    """Call ``factory`` until it returns a client; None if ``stop`` is set first.
+
+    Each failed attempt logs one line naming the broker and the retry delay.
+    """
+    backoff = 0.5
+    attempt = 1
+    while stop is None or not stop.is_set():
+        try:
+            client = factory()
+        except KafkaError as e:
+            log.warning(
+                "%s: Kafka at %s not reachable yet (%s); retry %d in %.1f s",
+                what, bootstrap, type(e).__name__, attempt, backoff,
+            )  # fmt: skip
+        else:
+            if attempt > 1:
+                log.info("%s: connected to Kafka at %s after %d attempts", what, bootstrap, attempt)
+            else:
+                log.info("%s: connected to Kafka at %s", what, bootstrap)
+            return client
+        _wait(stop, backoff, sleep)
+        backoff = min(backoff * 2, max_backoff_s)
+        attempt += 1
+    return None
+
+
+def _wait(stop: threading.Event | None, seconds: float, sleep: Callable[[float], None]) -> None:
+    if stop is None:
+        sleep(seconds)
+    else:
+        stop.wait(seconds)
+
+
+def ensure_topics(admin: KafkaAdminClient, topics: dict[str, int], configs: dict[str, str] | None = None) -> list[str]:
+    """Create each missing topic with its partition count; return the names created."""
+    existing = set(admin.list_topics())
+    missing = [
+        NewTopic(name, num_partitions=partitions, replication_factor=-1, topic_configs=dict(configs or {}))
+        for name, partitions in topics.items()
+        if name not in existing
+    ]
+    created = []
+    for topic in missing:
+        try:
+            admin.create_topics([topic], wait_for_metadata=True)
+            created.append(topic.name)
+            log.info("created topic %s with %d partitions", topic.name, topic.num_partitions)
+        except TopicAlreadyExistsError:
+            pass  # another process won the race; the topic is there, which is all we need
+    return created

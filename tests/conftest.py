@@ -1,0 +1,127 @@
+"""Shared fixtures: a real Kafka broker for the session, unique topics, and process cleanup.
+
+The broker is the local one from `python -m broker` (started if needed, stopped at the end
+if this session started it), or the cluster named by KAFKA_BOOTSTRAP_SERVERS. A test that
+needs Kafka and cannot get it fails with the reason; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from broker.local import BrokerConfig, BrokerError, LocalBroker
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_REFERENCE = ROOT.parent / "shared" / "reference"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a running Kafka, for the whole session."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        try:
+            KafkaAdminClient(bootstrap_servers=external.split(","), bootstrap_timeout_ms=15000).close()
+        except Exception as e:  # noqa: BLE001 - any failure means the same thing here
+            pytest.fail(f"KAFKA_BOOTSTRAP_SERVERS={external} is not reachable: {e}", pytrace=False)
+        yield external
+        return
+    broker = LocalBroker(BrokerConfig.from_env())
+    try:
+        result = broker.start()
+    except BrokerError as e:
+        pytest.fail(f"could not start the local Kafka broker: {e}", pytrace=False)
+    try:
+        yield broker.bootstrap
+    finally:
+        if not result.already_running:
+            broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap.split(","))
+    yield admin
+    admin.close()
+
+
+@pytest.fixture
+def make_topic(kafka_admin: KafkaAdminClient, request: pytest.FixtureRequest) -> Iterator:
+    """Create topics with names unique to this test; they are deleted afterwards."""
+    created: list[str] = []
+
+    def make(stem: str = "t", partitions: int = 1, configs: dict[str, str] | None = None) -> str:
+        test_name = request.node.name.replace("[", "-").replace("]", "")[:40]
+        name = f"test-{test_name}-{stem}-{uuid.uuid4().hex[:8]}"
+        kafka_admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=-1, topic_configs=configs or {})],
+            wait_for_metadata=True,
+        )
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        kafka_admin.delete_topics(created)
+
+
+@pytest.fixture
+def processes() -> Iterator:
+    """Start subprocesses that are always stopped after the test, passed or failed."""
+    started: list[subprocess.Popen] = []
+
+    def start(args: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        kwargs.setdefault("text", True)
+        process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, **kwargs)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture(scope="module")
+def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A broker of this module's own, on free ports, that its tests may stop, kill and restart."""
+    broker = LocalBroker(
+        BrokerConfig(port=free_port(), controller_port=free_port(), node_dir=tmp_path_factory.mktemp("broker"))
+    )
+    try:
+        broker.start()
+    except BrokerError as e:
+        pytest.fail(f"could not start a private Kafka broker: {e}", pytrace=False)
+    yield broker
+    broker.stop()
+
+
+PYTHON = sys.executable

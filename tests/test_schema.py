@@ -1,0 +1,93 @@
+"""The driver-location contract: what is a valid fix, and why others are refused."""
+
+import math
+import time
+
+import pytest
+
+from fleet import schema
+from fleet.schema import Fix, InvalidMessage, encode_fix, parse_fix
+
+NOW = 1_800_000_000.0
+
+
+def message(**fields) -> bytes:
+    base = {"driver_id": "d-1", "latitude": 40.75, "longitude": -73.98, "timestamp": NOW}
+    base.update(fields)
+    return schema.json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
+
+
+def reason_of(value: bytes | None) -> str:
+    with pytest.raises(InvalidMessage) as caught:
+        parse_fix(value, NOW)
+    return caught.value.reason
+
+
+def test_the_classic_four_fields_are_a_valid_fix():
+    fix = parse_fix(message(driver_id=101), NOW)
+    assert fix == Fix("101", 40.75, -73.98, NOW)
+
+
+def test_optional_fields_are_kept_and_unknown_ones_ignored():
+    fix = parse_fix(message(heading=90.5, speed_kmh=30, status="on_trip", seq=7, colour="red"), NOW)
+    assert (fix.heading, fix.speed_kmh, fix.status, fix.seq) == (90.5, 30.0, "on_trip", 7)
+
+
+def test_a_fix_round_trips_through_its_encoding():
+    fix = Fix("d-9", 40.1234567, -73.7654321, NOW, heading=10.0, speed_kmh=22.5, status="available", seq=0)
+    again = parse_fix(encode_fix(fix), NOW)
+    assert again.latitude == 40.123457 and again.longitude == -73.765432
+    assert (again.driver_id, again.status, again.seq) == ("d-9", "available", 0)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"not json", schema.NOT_JSON),
+        (b"\xff\xfe", schema.NOT_JSON),
+        (None, schema.NOT_JSON),
+        (b"[1, 2]", schema.NOT_OBJECT),
+        (b'"text"', schema.NOT_OBJECT),
+        (b"x" * (schema.MAX_VALUE_BYTES + 1), schema.TOO_LARGE),
+        (message(latitude=...), schema.MISSING_FIELD),
+        (message(timestamp=...), schema.MISSING_FIELD),
+        (message(latitude=200), schema.BAD_LATITUDE),
+        (message(latitude="40.7"), schema.BAD_LATITUDE),
+        (message(latitude=True), schema.BAD_LATITUDE),
+        (b'{"driver_id":"a","latitude":NaN,"longitude":1,"timestamp":1}', schema.BAD_LATITUDE),
+        (message(longitude=-180.5), schema.BAD_LONGITUDE),
+        (b'{"driver_id":"a","latitude":1,"longitude":Infinity,"timestamp":1}', schema.BAD_LONGITUDE),
+        (message(timestamp=4_070_908_800.0), schema.FUTURE_TIMESTAMP),  # 2099
+        (message(timestamp=-1), schema.BAD_TIMESTAMP),
+        (message(driver_id=""), schema.BAD_DRIVER_ID),
+        (message(driver_id="x" * 65), schema.BAD_DRIVER_ID),
+        (message(driver_id=None), schema.BAD_DRIVER_ID),
+        (message(driver_id=True), schema.BAD_DRIVER_ID),
+        (message(driver_id=1.5), schema.BAD_DRIVER_ID),
+        (message(heading=361), schema.BAD_HEADING),
+        (message(speed_kmh=-1), schema.BAD_SPEED),
+        (message(status="parked"), schema.BAD_STATUS),
+        (message(seq=-1), schema.BAD_SEQ),
+        (message(seq=1.0), schema.BAD_SEQ),
+    ],
+)
+def test_invalid_messages_are_refused_with_their_reason(value, reason):
+    assert reason_of(value) == reason
+
+
+def test_a_few_seconds_in_the_future_is_clock_skew_not_an_error():
+    assert parse_fix(message(timestamp=NOW + 5), NOW).timestamp == NOW + 5
+
+
+def test_hostile_looking_ids_are_just_text():
+    fix = parse_fix(message(driver_id="<img src=x onerror=alert(1)>"), NOW)
+    assert fix.driver_id == "<img src=x onerror=alert(1)>"
+
+
+def test_every_reason_is_listed():
+    assert len(set(schema.REASONS)) == len(schema.REASONS)
+    assert all(isinstance(r, str) and r == r.lower() for r in schema.REASONS)
+
+
+def test_wall_clock_timestamps_are_accepted():
+    assert math.isfinite(parse_fix(message(timestamp=time.time()), time.time()).timestamp)
