@@ -285,8 +285,8 @@ def new_cluster_id() -> str:
 
 def find_java() -> str:
     """The java binary (JAVA_HOME first), checked to be version 17 or newer."""
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    java_home = settings.JAVA_HOME.read()
+    java = str(java_home / "bin" / "java") if java_home else shutil.which("java")
     install = "install a JDK 17 or newer (Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless)"
     if not java or not Path(java).exists():
         raise BrokerError(f"Java not found: {install}, or use Docker (docker compose up)")

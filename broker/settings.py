@@ -15,6 +15,7 @@ BROKER_NODE_DIR = Setting(
     "BROKER_NODE_DIR", WORK_DIR / "node", "Where the local broker keeps its config, data and logs.", Path
 )
 BROKER_HEAP = Setting("BROKER_HEAP", "512m", "Java heap of the local broker (-Xmx).")
+JAVA_HOME = Setting("JAVA_HOME", None, "The Java 17+ that runs the local broker (default: `java` on PATH).", Path)
 KAFKA_HOME = Setting(
     "KAFKA_HOME", None, "An existing Kafka install whose libs/ the local broker uses instead of Maven's jars.", Path
 )

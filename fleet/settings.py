@@ -57,6 +57,10 @@ KAFKA_BOOTSTRAP_SERVERS = Setting(
     "cluster and start no local broker.",
 )
 DRIVER_TOPIC = Setting("DRIVER_TOPIC", "driver-location", "Topic of driver location fixes.")
+RIDE_REQUEST_TOPIC = Setting("RIDE_REQUEST_TOPIC", "ride-requests", "Topic of riders' ride requests.")
+RIDE_MATCH_TOPIC = Setting(
+    "RIDE_MATCH_TOPIC", "ride-matches", "Topic of the matcher's answers (read it with read_committed)."
+)
 LOG_LEVEL = Setting("LOG_LEVEL", "INFO", "Log level of every process (DEBUG, INFO, WARNING).")
 
 
@@ -66,3 +70,23 @@ def bootstrap_list(servers: str) -> list[str]:
     if not hosts:
         raise SettingError("no bootstrap server given")
     return hosts
+
+
+def positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not an integer") from None
+    if value <= 0:
+        raise ValueError(f"{value} is not a positive integer")
+    return value
+
+
+def positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a number") from None
+    if not 0.0 < value < float("inf"):  # also refuses NaN
+        raise ValueError(f"{raw} is not a positive number")
+    return value

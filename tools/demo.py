@@ -18,6 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 from broker.local import BrokerConfig, BrokerError, LocalBroker  # noqa: E402
 from bus.runtime import install_shutdown  # noqa: E402
+from dashboard.settings import HOST, PORT  # noqa: E402
+from fleet.settings import KAFKA_BOOTSTRAP_SERVERS  # noqa: E402
 
 # Each process of the demo, in start order; a module not built yet is reported and skipped.
 COMPONENTS = [
@@ -33,7 +35,8 @@ def say(message: str) -> None:
 
 def start_kafka() -> tuple[str, LocalBroker | None]:
     """Bootstrap servers, and the broker to stop at the end if the demo started it."""
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    # Only a cluster named in the environment counts: the setting's default is the local broker's address.
+    external = os.environ.get(KAFKA_BOOTSTRAP_SERVERS.name)
     if external:
         say(f"using the Kafka cluster at {external} (KAFKA_BOOTSTRAP_SERVERS); no local broker started")
         return external, None
@@ -47,9 +50,8 @@ def start_kafka() -> tuple[str, LocalBroker | None]:
 
 
 def dashboard_url() -> str:
-    host = os.environ.get("DASHBOARD_HOST", "127.0.0.1")
-    port = os.environ.get("DASHBOARD_PORT", "5000")
-    return f"http://{host}:{port}"
+    host = "127.0.0.1" if HOST.read() in {"0.0.0.0", ""} else HOST.read()
+    return f"http://{host}:{PORT.read()}"
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float = 30.0) -> bool:
