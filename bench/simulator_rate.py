@@ -1,0 +1,352 @@
+"""How many fixes per second one simulator process sustains, and where its time goes.
+
+Three parts, each against the broker named by --bootstrap-servers (the local one by default):
+
+1. producer: kafka-python alone, sending pre-built fixes as fast as it can, for several
+   linger / batch size / compression settings: the ceiling, and which batching pays.
+2. paced: ``python -m simulator`` itself at 1 s intervals for growing fleets (and, with
+   --processes, several simulators sharing the fleet): achieved rate against target, the rate
+   error, the worst lag, and the CPU of the simulator's threads and of the broker.
+3. profile: one paced run in-process under cProfile: where the send loop spends its time.
+
+    .venv/bin/python -m bench.simulator_rate
+    .venv/bin/python -m bench.simulator_rate --drivers 10000 --duration 30 --parts paced
+
+Prints a table per part and writes everything to bench/results/simulator_rate.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka import __version__ as kafka_python_version
+from kafka.codec import has_lz4
+from kafka.record.util import crc32c_c
+
+from broker.local import BrokerConfig, LocalBroker
+from bus.clients import ensure_topics
+from fleet.schema import encode_fix, encode_key
+from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
+from simulator.fleet_model import Fleet, FleetConfig
+from simulator.producer import ProducerOptions, RunConfig, run
+from simulator.status import StatusMix
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "simulator_rate.json"
+WINDOW = re.compile(r"([\d,.]+) fixes/s against target ([\d,.]+)/s \(([-+\d.]+)%\), max lag (\d+) ms")
+TOTALS = re.compile(r"totals: sent (\d+), acknowledged (\d+), failed (\d+).* in ([\d.]+) s")
+# The batching settings compared in part 1: kafka-python's defaults first.
+PRODUCER_SETTINGS = [
+    (0, 16384, None),
+    (5, 65536, None),
+    (20, 131072, None),
+    (50, 262144, None),
+    (20, 131072, "gzip"),
+    (20, 131072, "lz4"),  # only when the lz4 package is installed
+]
+MAX_RATE_ERROR = 0.02
+
+
+def main_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.simulator_rate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--bootstrap-servers", default=KAFKA_BOOTSTRAP_SERVERS.read())
+    parser.add_argument("--parts", default="producer,paced,profile", help="which parts to run, comma-separated")
+    parser.add_argument("--drivers", default="5000,10000,20000,30000", help="fleet sizes for the paced part")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between two fixes of one driver")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per paced run")
+    parser.add_argument("--processes", default="1", help="simulator processes per paced run, comma-separated")
+    parser.add_argument("--messages", type=int, default=60000, help="fixes per producer-part run")
+    parser.add_argument("--repeats", type=int, default=3, help="producer-part runs per setting (median kept)")
+    parser.add_argument("--profile-drivers", type=int, default=10000)
+    parser.add_argument("--profile-duration", type=float, default=15.0)
+    parser.add_argument("--linger-ms", type=int, default=ProducerOptions.linger_ms, help="paced and profile parts")
+    parser.add_argument("--batch-size", type=int, default=ProducerOptions.batch_size, help="paced and profile parts")
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    return parser
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model or platform.processor(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "kafka_python": kafka_python_version,
+        # kafka-python checksums every record batch in pure Python unless this package is there.
+        "crc32c": "C extension" if crc32c_c is not None else "pure Python",
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def broker_process() -> psutil.Process | None:
+    """The local broker's JVM, to count its CPU next to ours (None for an external cluster)."""
+    pid = LocalBroker(BrokerConfig.from_env()).running_pid()
+    return psutil.Process(pid) if pid else None
+
+
+def cpu_seconds(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+# --- part 1: the producer alone -----------------------------------------------------------------
+
+
+def sample_fixes(count: int) -> list[tuple[bytes, bytes]]:
+    fleet = Fleet(FleetConfig(drivers=10000, mix=StatusMix(offline_share=0.0)), seed=1)
+    fixes = (fleet.fix_for_slot(slot, time.time()) for slot in range(count))
+    return [(encode_key(f.driver_id), encode_fix(f)) for f in fixes if f is not None]
+
+
+def producer_ceiling(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], setting: tuple) -> dict:
+    linger_ms, batch_size, compression = setting
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap.split(","),
+        **ProducerOptions(linger_ms=linger_ms, batch_size=batch_size, compression=compression).kafka_config(),
+    )
+    producer.partitions_for(topic)
+    acked = [0]
+
+    def on_ack(_metadata: object) -> None:
+        acked[0] += 1
+
+    me = psutil.Process()
+    cpu0, start = cpu_seconds(me), time.perf_counter()
+    for key, value in records:
+        producer.send(topic, key=key, value=value).add_callback(on_ack)
+    producer.flush()
+    seconds = time.perf_counter() - start
+    cpu = cpu_seconds(me) - cpu0
+    producer.close()
+    assert acked[0] == len(records), f"{acked[0]} of {len(records)} acknowledged"
+    return {"rate": len(records) / seconds, "cpu_per_fix_us": cpu / len(records) * 1e6}
+
+
+def part_producer(args: argparse.Namespace, topic: str) -> list[dict]:
+    records = sample_fixes(args.messages)
+    print(f"\n[producer] {len(records)} fixes of {statistics.mean(len(v) for _, v in records):.0f} bytes, "
+          f"median of {args.repeats} runs per setting")  # fmt: skip
+    print(f"{'linger_ms':>9} {'batch_size':>10} {'compression':>11} {'fixes/s':>9} {'CPU us/fix':>10}")
+    rows = []
+    for setting in [s for s in PRODUCER_SETTINGS if s[2] != "lz4" or has_lz4()]:
+        runs = [producer_ceiling(args.bootstrap_servers, topic, records, setting) for _ in range(args.repeats)]
+        rate = statistics.median(r["rate"] for r in runs)
+        cpu = statistics.median(r["cpu_per_fix_us"] for r in runs)
+        linger_ms, batch_size, compression = setting
+        print(f"{linger_ms:>9} {batch_size:>10} {compression or 'none':>11} {rate:>9,.0f} {cpu:>10.1f}")
+        rows.append({"linger_ms": linger_ms, "batch_size": batch_size, "compression": compression,
+                     "fixes_per_s": round(rate), "cpu_us_per_fix": round(cpu, 1),
+                     "runs": [round(r["rate"]) for r in runs]})  # fmt: skip
+    return rows
+
+
+# --- part 2: the simulator, paced ---------------------------------------------------------------
+
+
+def simulator_command(args: argparse.Namespace, topic: str, drivers: int, index: int) -> list[str]:
+    return [
+        sys.executable, "-m", "simulator", "--bootstrap-servers", args.bootstrap_servers, "--topic", topic,
+        "--drivers", str(drivers), "--interval", str(args.interval), "--duration", str(args.duration),
+        "--offline-share", "0", "--seed", str(index + 1), "--id-prefix", f"p{index}-",
+        "--linger-ms", str(args.linger_ms), "--batch-size", str(args.batch_size),
+    ]  # fmt: skip
+
+
+def thread_cpu(process: psutil.Process) -> dict[str, float]:
+    """CPU seconds of the main thread and of all other threads (kafka-python's sender) together."""
+    main_thread, others = 0.0, 0.0
+    for thread in process.threads():
+        if thread.id == process.pid:
+            main_thread += thread.user_time + thread.system_time
+        else:
+            others += thread.user_time + thread.system_time
+    return {"main": main_thread, "others": others}
+
+
+def paced_run(args: argparse.Namespace, topic: str, drivers: int, processes: int) -> dict:
+    share = [drivers // processes + (1 if i < drivers % processes else 0) for i in range(processes)]
+    children = [
+        subprocess.Popen(simulator_command(args, topic, n, i), cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for i, n in enumerate(share)
+    ]  # fmt: skip
+    handles = [psutil.Process(c.pid) for c in children]
+    broker = broker_process()
+    # Threads are sampled from 3 s in to 1 s before the end: the steady state, without start-up.
+    time.sleep(3.0)
+    broker_cpu0 = cpu_seconds(broker)
+    early = [thread_cpu(h) for h in handles]
+    steady_s = max(args.duration - 4.0, 1.0)
+    time.sleep(steady_s)
+    late = [thread_cpu(h) for h in handles]
+    broker_cpu = cpu_seconds(broker) - broker_cpu0
+    outputs = [c.communicate(timeout=args.duration + 120) for c in children]
+    sent = acked = failed = 0
+    seconds = []
+    windows, lags = [], []
+    skipped = False
+    for (out, err), child in zip(outputs, children, strict=True):
+        match = TOTALS.search(out)
+        if child.returncode != 0 or not match:
+            raise RuntimeError(f"simulator failed ({child.returncode}): {err[-2000:]}")
+        s, a, f, secs = match.groups()
+        sent, acked, failed = sent + int(s), acked + int(a), failed + int(f)
+        seconds.append(float(secs))
+        # Full windows only: the last line covers the few seconds before the stop.
+        windows.extend(float(m.group(3)) for m in list(WINDOW.finditer(err))[:-1])
+        lags.extend(int(m.group(4)) for m in WINDOW.finditer(err))
+        skipped = skipped or "cannot keep up" in err
+    target = drivers / args.interval
+    rate = sent / max(seconds)
+    error = (rate - target) / target
+    main_cpu = sum(b["main"] - a["main"] for a, b in zip(early, late, strict=True)) / steady_s
+    sender_cpu = sum(b["others"] - a["others"] for a, b in zip(early, late, strict=True)) / steady_s
+    return {
+        "drivers": drivers, "processes": processes, "target_per_s": target, "achieved_per_s": round(rate, 1),
+        "rate_error_pct": round(error * 100, 2), "worst_window_error_pct": max(windows, default=0.0, key=abs),
+        "sent": sent, "acked": acked, "failed": failed,
+        "max_lag_ms": max(lags, default=0), "skipped_ahead": skipped,
+        "cpu_main_thread_pct": round(main_cpu * 100), "cpu_sender_threads_pct": round(sender_cpu * 100),
+        "cpu_broker_pct": round(broker_cpu / steady_s * 100) if broker else None,
+        "sustained": abs(error) < MAX_RATE_ERROR and acked == sent and not skipped,
+    }  # fmt: skip
+
+
+def part_paced(args: argparse.Namespace, topic: str) -> list[dict]:
+    print(f"\n[paced] python -m simulator, {args.duration:g} s per run, interval {args.interval:g} s, "
+          f"linger {args.linger_ms} ms, batch {args.batch_size} bytes")  # fmt: skip
+    print(f"{'drivers':>8} {'procs':>5} {'target/s':>9} {'achieved/s':>10} {'error':>7} {'worst 5s':>8} "
+          f"{'max lag':>8} {'acked':>6} {'CPU main':>8} {'sender':>7} {'broker':>7}  sustained")  # fmt: skip
+    rows = []
+    for processes in (int(p) for p in args.processes.split(",")):
+        for drivers in (int(d) for d in args.drivers.split(",")):
+            row = paced_run(args, topic, drivers, processes)
+            rows.append(row)
+            acked = "all" if row["acked"] == row["sent"] else f"{row['acked'] / row['sent']:.1%}"
+            broker = f"{row['cpu_broker_pct']}%" if row["cpu_broker_pct"] is not None else "-"
+            print(f"{drivers:>8} {processes:>5} {row['target_per_s']:>9,.0f} {row['achieved_per_s']:>10,.1f} "
+                  f"{row['rate_error_pct']:>+6.2f}% {row['worst_window_error_pct']:>+7.1f}% "
+                  f"{row['max_lag_ms']:>6} ms {acked:>6} {row['cpu_main_thread_pct']:>7}% "
+                  f"{row['cpu_sender_threads_pct']:>6}% {broker:>7}  {'yes' if row['sustained'] else 'NO'}")  # noqa: E501  # fmt: skip
+    return rows
+
+
+# --- part 3: profile ----------------------------------------------------------------------------
+
+
+def part_profile(args: argparse.Namespace, topic: str) -> dict:
+    drivers, duration = args.profile_drivers, args.profile_duration
+    print(f"\n[profile] {drivers} drivers every {args.interval:g} s for {duration:g} s in-process under cProfile "
+          "(main thread only; the sender thread's share is in the paced table)")  # fmt: skip
+    fleet = Fleet(FleetConfig(drivers=drivers, interval_s=args.interval, mix=StatusMix(offline_share=0.0)), seed=1)
+    config = RunConfig(
+        bootstrap=args.bootstrap_servers, topic=topic, duration_s=duration,
+        producer=ProducerOptions(linger_ms=args.linger_ms, batch_size=args.batch_size),
+    )  # fmt: skip
+    profiler = cProfile.Profile()
+    profiler.enable()
+    totals = run(fleet, config, threading.Event())
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime")
+    total = sum(row[2] for row in stats.stats.values())  # tottime of every function
+    rows = []
+    for (filename, line, name), (_cc, calls, tottime, cumtime, _callers) in sorted(
+        stats.stats.items(), key=lambda item: item[1][2], reverse=True
+    )[:18]:
+        where = f"{Path(filename).parent.name}/{Path(filename).name}:{line}" if line else filename
+        rows.append({"function": f"{name} ({where})", "calls": calls, "tottime_s": round(tottime, 3),
+                     "share_pct": round(tottime / total * 100, 1), "cumtime_s": round(cumtime, 3)})  # fmt: skip
+    print(totals.line())
+    print(f"{'share':>6} {'tottime':>8} {'calls':>9}  function")
+    for row in rows:
+        print(f"{row['share_pct']:>5.1f}% {row['tottime_s']:>7.2f}s {row['calls']:>9}  {row['function']}")
+    groups = profile_groups(stats, total)
+    print("by area: " + ", ".join(f"{name} {share:.0f}%" for name, share in groups.items()))
+    buffer = io.StringIO()
+    pstats.Stats(profiler, stream=buffer).sort_stats("cumtime").print_stats(25)
+    return {"drivers": drivers, "seconds": duration, "totals": totals.line(), "top_tottime": rows,
+            "by_area_pct": groups, "cumulative": buffer.getvalue()}  # fmt: skip
+
+
+def profile_groups(stats: pstats.Stats, total: float) -> dict[str, float]:
+    """Self time grouped by where the code lives: our model, kafka-python, json, waiting, the rest."""
+    groups: dict[str, float] = {}
+    for (filename, _line, name), (_cc, _calls, tottime, _cum, _callers) in stats.stats.items():
+        if "/simulator/" in filename or "/fleet/" in filename or name.startswith("<built-in method math."):
+            group = "simulator + schema (ours)"
+        elif "/kafka/" in filename:
+            group = "kafka-python send path"
+        elif "json" in filename or "encoder" in filename:
+            group = "json encoding"
+        elif "wait" in name or "acquire" in name or "sleep" in name:
+            group = "waiting (idle)"
+        else:
+            group = "other"
+        groups[group] = groups.get(group, 0.0) + tottime
+    return {k: round(v / total * 100, 1) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = main_parser().parse_args(argv)
+    parts = set(args.parts.split(","))
+    topic = f"bench-simulator-{uuid.uuid4().hex[:8]}"
+    info = machine()
+    print(f"simulator_rate: {info['cores']} cores ({info['cpu']}), load {info['load_average_at_start']}, "
+          f"Python {info['python']}, kafka-python {info['kafka_python']} (crc32c {info['crc32c']}), "
+          f"broker {args.bootstrap_servers}, topic {topic}")  # fmt: skip
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap_servers.split(","))
+    ensure_topics(admin, {topic: 6})
+    flags = " ".join(argv if argv is not None else sys.argv[1:])
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": info,
+              "command": f"python -m bench.simulator_rate {flags}".strip()}  # fmt: skip
+    try:
+        if "producer" in parts:
+            result["producer"] = part_producer(args, topic)
+        if "paced" in parts:
+            result["paced"] = part_paced(args, topic)
+        if "profile" in parts:
+            result["profile"] = part_profile(args, topic)
+    finally:
+        admin.delete_topics([topic])
+        admin.close()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

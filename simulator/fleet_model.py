@@ -1,0 +1,136 @@
+"""The whole fleet on a schedule: which driver reports when, where it is, and in what status.
+
+Fixes are spread evenly over the interval: slot ``k`` belongs to driver ``k % N`` and falls
+``k * interval / N`` seconds after the start. Between two of its slots a driver moves exactly one
+interval, so positions depend on the seed and the flags only, never on how late the machine is.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from fleet.geo import AREAS, BBox
+from fleet.schema import Fix
+from simulator import settings
+from simulator.motion import Car, DrivingStyle, OpenRoads, Roads, StreetGrid
+from simulator.status import AVAILABLE, OFFLINE, ON_TRIP, StatusMix
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    drivers: int = settings.DRIVERS.default
+    interval_s: float = settings.INTERVAL.default
+    area: BBox = AREAS[settings.AREA.default]
+    id_prefix: str = settings.ID_PREFIX.default
+    first_id: int = settings.FIRST_ID.default
+    street_grid: bool = settings.STREET_GRID.default
+    grid_bearing: float = settings.GRID_BEARING.default
+    style: DrivingStyle = field(default_factory=DrivingStyle)
+    mix: StatusMix = field(default_factory=StatusMix)
+
+    def driver_id(self, index: int) -> str:
+        return f"{self.id_prefix}{self.first_id + index:05d}"
+
+    @property
+    def slot_s(self) -> float:
+        """Seconds between two consecutive fixes of the fleet."""
+        return self.interval_s / self.drivers
+
+    @property
+    def target_rate(self) -> float:
+        """Fixes per second when every driver reports."""
+        return self.drivers / self.interval_s
+
+
+@dataclass(slots=True)
+class Driver:
+    driver_id: str
+    car: Car
+    status: str
+    status_until: float  # seconds since the start of the run
+    seq: int = 0  # fixes sent so far; the next fix carries this number
+
+    def fix(self, timestamp: float) -> Fix:
+        car = self.car
+        fix = Fix(self.driver_id, car.lat, car.lon, timestamp, car.heading, car.speed_kmh, self.status, self.seq)
+        self.seq += 1
+        return fix
+
+
+class Fleet:
+    """Every driver of a run and the one random generator that moves them all."""
+
+    def __init__(self, config: FleetConfig, seed: int) -> None:
+        self.config = config
+        self.rng = random.Random(seed)
+        self.roads: Roads = (
+            StreetGrid(config.area, config.style, config.grid_bearing)
+            if config.street_grid
+            else OpenRoads(config.area, config.style)
+        )
+        self.drivers = [self._new_driver(i) for i in range(config.drivers)]
+
+    def _new_driver(self, index: int) -> Driver:
+        car = self.roads.place(self.rng)
+        status, left = self.config.mix.initial(self.rng)
+        if status != OFFLINE:
+            car.speed = min(car.cruise, self.config.style.max_speed)
+        return Driver(self.config.driver_id(index), car, status, left)
+
+    def slot_time(self, slot: int) -> float:
+        """When slot ``slot`` falls due, seconds after the start of the run."""
+        return slot * self.config.interval_s / self.config.drivers
+
+    def fix_for_slot(self, slot: int, timestamp: float) -> Fix | None:
+        """The fix of the driver whose turn ``slot`` is, or None while that driver is offline."""
+        config = self.config
+        driver = self.drivers[slot % config.drivers]
+        now = self.slot_time(slot)
+        if driver.status == OFFLINE:
+            if now < driver.status_until and driver.seq > 0:
+                return None  # silent; its first fix announces it as offline so maps know it exists
+            if now >= driver.status_until:
+                self.set_status(driver, AVAILABLE, now)
+        else:
+            if slot >= config.drivers:
+                self.roads.advance(driver.car, config.interval_s, self.rng)
+            self._update_status(driver, now)
+        return driver.fix(timestamp)
+
+    def _update_status(self, driver: Driver, now: float) -> None:
+        car = driver.car
+        if car.pull_over:
+            if car.stopped:
+                car.pull_over = False
+                self.set_status(driver, OFFLINE, now)
+            return
+        if now < driver.status_until:
+            return
+        if driver.status == ON_TRIP:
+            car.stop_for(self.rng.uniform(*self.config.mix.dropoff_stop_s))
+            self.set_status(driver, AVAILABLE, now)
+        elif self.config.mix.after_available(self.rng) == ON_TRIP:
+            self.start_trip(driver, now, self.config.mix.spell(ON_TRIP, self.rng))
+        else:
+            car.pull_over = True  # offline once parked, not in the middle of the road
+
+    def start_trip(self, driver: Driver, now: float, duration_s: float) -> None:
+        """Put ``driver`` on a trip of ``duration_s`` seconds, starting with a pick-up stop.
+
+        Trips start here both at random and, later, when a rider is matched to the driver.
+        """
+        driver.car.stop_for(self.rng.uniform(*self.config.mix.pickup_stop_s))
+        driver.status = ON_TRIP
+        driver.status_until = now + duration_s
+
+    def set_status(self, driver: Driver, status: str, now: float) -> None:
+        driver.status = status
+        driver.status_until = now + self.config.mix.spell(status, self.rng)
+
+    def counts(self) -> dict[str, int]:
+        """How many drivers are in each status right now."""
+        counts = dict.fromkeys((AVAILABLE, ON_TRIP, OFFLINE), 0)
+        for driver in self.drivers:
+            counts[driver.status] += 1
+        return counts

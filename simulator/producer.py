@@ -1,0 +1,384 @@
+"""The simulator's I/O: pace the fleet against the clock and send every fix to Kafka.
+
+Slot ``k`` is due ``k * interval / N`` seconds after the start on the monotonic clock; the loop
+sleeps until the next slot is due, sends every slot that is due, and never accumulates drift
+because each due time is computed from the start, not from the previous sleep. A fix's timestamp
+is its due time on the wall clock, so position and time always agree: when the loop runs late
+the fix is older when it leaves, which the log says, and its speed stays true.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
+
+from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect, ensure_topics
+from fleet.schema import encode_fix, encode_key
+from fleet.settings import DRIVER_TOPIC, bootstrap_list
+from simulator import settings
+from simulator.fleet_model import Fleet
+
+log = logging.getLogger(__name__)
+
+REPORT_EVERY_S = 5.0
+PROGRESS_EVERY_S = 0.5
+# Past this lag the loop says it is behind; past MAX_LAG_S it stops catching up and skips ahead,
+# because a live map wants fresh positions more than a burst of stale ones.
+LATE_S = 0.5
+MAX_LAG_S = 2.0
+# Sending a burst of due slots yields to the housekeeping (reports, stop checks) this often.
+MAX_BURST = 2000
+# The loop sleeps at least this long between bursts: at 10,000 fixes/s waking for every 100 us
+# slot costs more than the sends, and a fix leaving 2 ms after its due time changes nothing.
+TICK_S = 0.002
+
+
+@dataclass(frozen=True)
+class ProducerOptions:
+    """Batching knobs; acks=all and idempotence are kafka-python's durable defaults and stay on."""
+
+    linger_ms: int = settings.LINGER_MS.default
+    batch_size: int = settings.BATCH_SIZE.default
+    compression: str | None = settings.COMPRESSION.default
+
+    def kafka_config(self) -> dict:
+        return {
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": self.linger_ms,
+            "batch_size": self.batch_size,
+            "compression_type": self.compression,
+        }
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    bootstrap: str
+    topic: str = DRIVER_TOPIC.default
+    partitions: int = settings.PARTITIONS.default
+    duration_s: float | None = None
+    count: int | None = None
+    producer: ProducerOptions = ProducerOptions()
+    progress: bool = False
+    flush_timeout_s: float = settings.FLUSH_TIMEOUT.default
+
+
+class Delivery:
+    """Counts every fix handed to the producer until the broker acknowledges or refuses it.
+
+    Callbacks run on kafka-python's sender thread (or on ours when a future is already done),
+    so the two counters they touch are updated under a lock.
+    """
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.acked = 0
+        self.failed = 0
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def on_ack(self, _metadata: object) -> None:
+        with self._lock:
+            self.acked += 1
+
+    def on_error(self, error: BaseException) -> None:
+        with self._lock:
+            self.failed += 1
+            self.last_error = f"{type(error).__name__}: {error}"
+
+    @property
+    def unconfirmed(self) -> int:
+        return self.sent - self.acked - self.failed
+
+
+@dataclass(frozen=True)
+class Totals:
+    sent: int
+    acked: int
+    failed: int
+    seconds: float
+    target_rate: float
+    connected: bool = True
+
+    @property
+    def unconfirmed(self) -> int:
+        return self.sent - self.acked - self.failed
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        text = f"totals: sent {self.sent}, acknowledged {self.acked}, failed {self.failed}"
+        if self.unconfirmed:
+            text += f", unconfirmed {self.unconfirmed} (broker gave no answer before shutdown)"
+        if not self.connected:
+            return text + " (stopped before Kafka was reachable)"
+        rates = f"{self.rate:,.1f} fixes/s; {self.target_rate:,.1f}/s if no driver were offline"
+        return text + f" in {self.seconds:.1f} s ({rates})"
+
+
+class Window:
+    """Rates over one reporting window."""
+
+    def __init__(self, now: float, delivery: Delivery) -> None:
+        self.start = now
+        self.sent, self.acked, self.failed = delivery.sent, delivery.acked, delivery.failed
+        self.max_lag = 0.0
+
+    def line(self, now: float, delivery: Delivery, target_rate: float) -> str:
+        seconds = max(now - self.start, 1e-9)
+        rate = (delivery.sent - self.sent) / seconds
+        error = (rate - target_rate) / target_rate * 100.0 if target_rate else 0.0
+        text = (
+            f"sent {delivery.sent} (+{delivery.sent - self.sent}), acknowledged {delivery.acked} "
+            f"(+{delivery.acked - self.acked}), failed {delivery.failed} (+{delivery.failed - self.failed}); "
+            f"{rate:,.1f} fixes/s against target {target_rate:,.1f}/s ({error:+.1f}%), "
+            f"max lag {self.max_lag * 1000:.0f} ms"
+        )
+        if delivery.failed > self.failed and delivery.last_error:
+            text += f"; last error {delivery.last_error}"
+        return text
+
+
+class Progress:
+    """One status line redrawn in place on a terminal; log lines clear it before they print."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def draw(self, delivery: Delivery, rate: float, target: float, lag: float, elapsed: float) -> None:
+        self.stream.write(
+            f"\r\x1b[K{elapsed:7.1f} s  sent {delivery.sent:,}  acked {delivery.acked:,}  "
+            f"failed {delivery.failed:,}  {rate:,.0f} of {target:,.0f} fixes/s  lag {lag * 1000:.0f} ms"
+        )
+        self.stream.flush()
+
+    def clear(self) -> None:
+        self.stream.write("\r\x1b[K")
+        self.stream.flush()
+
+    def filter(self, _record: logging.LogRecord) -> bool:
+        self.clear()
+        return True
+
+
+def prepare_topic(config: RunConfig, stop: threading.Event) -> bool:
+    """Create the topic if missing, retrying until Kafka answers; False if stopped first."""
+
+    def create() -> bool:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_list(config.bootstrap),
+            client_id="simulator-admin",
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        )
+        try:
+            ensure_topics(admin, {config.topic: config.partitions})
+        finally:
+            admin.close()
+        return True
+
+    return bool(connect(create, "simulator admin", config.bootstrap, stop))
+
+
+def open_producer(config: RunConfig, stop: threading.Event) -> KafkaProducer | None:
+    """A producer that already knows the topic's partitions, so the first fix is not late."""
+
+    def create() -> KafkaProducer:
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap_list(config.bootstrap),
+            client_id="simulator",
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            **config.producer.kafka_config(),
+        )
+        try:
+            producer.partitions_for(config.topic)
+        except KafkaError:
+            producer.close(timeout=0)
+            raise
+        return producer
+
+    return connect(create, "simulator producer", config.bootstrap, stop)
+
+
+def run(fleet: Fleet, config: RunConfig, stop: threading.Event, progress_stream: TextIO = sys.stderr) -> Totals:
+    """Send the fleet's fixes until ``stop`` is set, the duration ends or the count is reached."""
+    target = fleet.config.target_rate
+    if not prepare_topic(config, stop):
+        return Totals(0, 0, 0, 0.0, target, connected=False)
+    producer = open_producer(config, stop)
+    if producer is None:
+        return Totals(0, 0, 0, 0.0, target, connected=False)
+    delivery = Delivery()
+    progress = Progress(progress_stream) if config.progress else None
+    if progress:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(progress.filter)
+    started = time.monotonic()
+    try:
+        Pacer(fleet, config, producer, delivery, progress).loop(stop)
+    except KeyboardInterrupt:
+        log.warning("second signal: stopping at once")
+    finally:
+        seconds = time.monotonic() - started
+        finish(producer, delivery, config.flush_timeout_s)
+        if progress:
+            progress.clear()
+            for handler in logging.getLogger().handlers:
+                handler.removeFilter(progress.filter)
+    return Totals(delivery.sent, delivery.acked, delivery.failed, seconds, target)
+
+
+class Pacer:
+    """The send loop: slots on a fixed schedule, sent when due, with reports along the way."""
+
+    def __init__(
+        self, fleet: Fleet, config: RunConfig, producer: KafkaProducer, delivery: Delivery, progress: Progress | None
+    ) -> None:
+        self.fleet = fleet
+        self.config = config
+        self.producer = producer
+        self.delivery = delivery
+        self.progress = progress
+        self.slot = 0
+        self.slot_s = fleet.config.slot_s
+        self.start = time.monotonic()
+        # Timestamps come from the monotonic schedule anchored once to the wall clock, so an NTP
+        # step during the run cannot make one driver's fixes go back in time.
+        self.epoch_offset = time.time() - self.start
+        self.skipped_s = 0.0  # time skipped ahead when the loop could not keep up
+        self.window = Window(self.start, delivery)
+        self.next_report = self.start + REPORT_EVERY_S
+        self.next_progress = self.start + PROGRESS_EVERY_S
+        self.next_late_warning = self.start
+        self.lag = 0.0
+
+    def due(self, slot: int) -> float:
+        return self.start + self.skipped_s + slot * self.slot_s
+
+    def loop(self, stop: threading.Event) -> None:
+        fleet = self.fleet
+        log.info(
+            "simulating %d drivers, one fix each every %g s (%s fixes/s) to topic %s at %s",
+            fleet.config.drivers, fleet.config.interval_s, f"{fleet.config.target_rate:,.1f}",
+            self.config.topic, self.config.bootstrap,
+        )  # fmt: skip
+        while not stop.is_set() and not self.finished():
+            now = time.monotonic()
+            wait = self.due(self.slot) - now
+            if wait > 0.0:
+                self.housekeeping(now)
+                stop.wait(min(max(wait, TICK_S), PROGRESS_EVERY_S))
+                continue
+            self.catch_up(now)
+            self.send_due(now)
+            self.housekeeping(time.monotonic())
+        self.report(time.monotonic())
+
+    def finished(self) -> bool:
+        config = self.config
+        if config.count is not None and self.delivery.sent >= config.count:
+            return True
+        return config.duration_s is not None and time.monotonic() - self.start >= config.duration_s
+
+    def catch_up(self, now: float) -> None:
+        lag = now - self.due(self.slot)
+        self.lag = lag
+        self.window.max_lag = max(self.window.max_lag, lag)
+        if lag > MAX_LAG_S:
+            self.skipped_s += lag
+            log.warning(
+                "cannot keep up: fixes were %.1f s late, skipping ahead (%.1f s skipped in all); "
+                "the target of %s fixes/s is more than this machine sends",
+                lag, self.skipped_s, f"{self.fleet.config.target_rate:,.0f}",
+            )  # fmt: skip
+        elif lag > LATE_S and now >= self.next_late_warning:
+            self.next_late_warning = now + REPORT_EVERY_S
+            log.warning("falling behind: fixes leave %.2f s after they are due", lag)
+
+    def send_due(self, now: float) -> None:
+        """Send every slot due by ``now``, at most MAX_BURST of them."""
+        fleet, producer, delivery, topic = self.fleet, self.producer, self.delivery, self.config.topic
+        count = self.config.count
+        epoch_offset = self.epoch_offset
+        for _ in range(MAX_BURST):
+            due = self.due(self.slot)
+            if due > now or (count is not None and delivery.sent >= count):
+                return
+            fix = fleet.fix_for_slot(self.slot, due + epoch_offset)
+            self.slot += 1
+            if fix is None:
+                continue
+            delivery.sent += 1
+            try:
+                future = producer.send(topic, key=encode_key(fix.driver_id), value=encode_fix(fix))
+            except KafkaError as e:
+                delivery.on_error(e)
+                continue
+            future.add_callback(delivery.on_ack)
+            future.add_errback(delivery.on_error)
+
+    def housekeeping(self, now: float) -> None:
+        if now >= self.next_report:
+            self.report(now)
+        if self.progress and now >= self.next_progress:
+            self.next_progress = now + PROGRESS_EVERY_S
+            elapsed = max(now - self.start, 1e-9)
+            self.progress.draw(self.delivery, self.delivery.sent / elapsed, self.online_rate(), self.lag, elapsed)
+
+    def report(self, now: float) -> None:
+        log.info("%s", self.window.line(now, self.delivery, self.online_rate()))
+        waiting = self.delivery.unconfirmed
+        if self.delivery.acked == self.window.acked and waiting and now - self.window.start >= REPORT_EVERY_S:
+            log.warning(
+                "Kafka acknowledged nothing for %.0f s; %d fixes wait in the producer and are retried "
+                "(is the broker at %s down?)",
+                now - self.window.start, waiting, self.config.bootstrap,
+            )  # fmt: skip
+        self.window = Window(now, self.delivery)
+        self.next_report = now + REPORT_EVERY_S
+
+    def online_rate(self) -> float:
+        """Fixes per second expected from the drivers not offline right now."""
+        counts = self.fleet.counts()
+        return (self.fleet.config.drivers - counts["offline"]) / self.fleet.config.interval_s
+
+
+def finish(producer: KafkaProducer, delivery: Delivery, timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` for the broker to answer for every fix sent, then close.
+
+    Fixes still unanswered then are failed on purpose, so every fix ends acknowledged or failed.
+    """
+    try:
+        producer.flush(timeout=timeout_s)
+    except KafkaTimeoutError:
+        log.warning(
+            "Kafka did not answer for %d fixes within %.0f s; counting them as failed",
+            delivery.unconfirmed, timeout_s,
+        )  # fmt: skip
+        abandon(producer)
+    except KeyboardInterrupt:
+        log.warning("second signal: not waiting for Kafka; %d unanswered fixes count as failed", delivery.unconfirmed)
+        abandon(producer)
+    try:
+        producer.close(timeout=5)
+    except KafkaTimeoutError:
+        log.warning("the Kafka producer did not close cleanly; %d fixes unconfirmed", delivery.unconfirmed)
+
+
+def abandon(producer: KafkaProducer) -> None:
+    """Fail every batch still pending, so its errbacks count it.
+
+    kafka-python's close(timeout) flushes first and raises while batches are pending, before it
+    reaches its own force-close; force-closing the sender thread directly is what is left.
+    """
+    sender = producer._sender
+    sender.force_close()
+    sender.join(timeout=5)
