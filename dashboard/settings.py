@@ -1,0 +1,115 @@
+"""Settings of the dashboard: each environment variable and its default, declared once here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from fleet import state
+from fleet.settings import (
+    DRIVER_TOPIC,
+    KAFKA_BOOTSTRAP_SERVERS,
+    Setting,
+    parse_bool,
+    positive_float,
+    positive_int,
+)
+
+
+def port_number(raw: str) -> int:
+    value = positive_int(raw)
+    if value > 65535:
+        raise ValueError(f"{value} is not a TCP port (1-65535)")
+    return value
+
+
+def non_negative_float(raw: str) -> float:
+    if raw.strip() in {"0", "0.0"}:
+        return 0.0
+    return positive_float(raw)
+
+
+def origins(raw: str) -> tuple[str, ...]:
+    """Comma-separated origins allowed besides the page's own; ``*`` would let any site read the fleet."""
+    values = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    if "*" in values:
+        raise ValueError("'*' would let any web site connect; list the origins instead")
+    for origin in values:
+        if not origin.startswith(("http://", "https://")):
+            raise ValueError(f"{origin!r} is not an origin like https://maps.example.com")
+    return values
+
+
+HOST = Setting("DASHBOARD_HOST", "127.0.0.1", "Address the dashboard listens on (0.0.0.0: every interface).")
+PORT = Setting("DASHBOARD_PORT", 5000, "Port the dashboard listens on.", port_number)
+TICK_MS = Setting("DASHBOARD_TICK_MS", 100, "Milliseconds between two position frames to the browsers.", positive_int)
+STALE_AFTER_S = Setting(
+    "DASHBOARD_STALE_AFTER_S", state.STALE_AFTER_S, "A driver whose newest fix is older than this is stale.",
+    positive_float,
+)  # fmt: skip
+DROP_AFTER_S = Setting(
+    "DASHBOARD_DROP_AFTER_S", state.DROP_AFTER_S, "A driver not heard from for this long is dropped.", positive_float
+)
+MAX_DRIVERS = Setting(
+    "DASHBOARD_MAX_DRIVERS", state.MAX_DRIVERS, "Most drivers held; past it the longest-silent are evicted.",
+    positive_int,
+)  # fmt: skip
+READBACK_S = Setting(
+    "DASHBOARD_READBACK_S", 60.0, "Seconds of fixes read back at start so the map fills at once (0: none).",
+    non_negative_float,
+)  # fmt: skip
+TOKEN = Setting("DASHBOARD_TOKEN", "", "When set, the page, the API and Socket.IO require this token.")
+CORS_ORIGINS = Setting(
+    "DASHBOARD_CORS_ORIGINS", (), "Other origins allowed to connect to Socket.IO, comma-separated (never *).", origins
+)
+SECRET_KEY = Setting("SECRET_KEY", "", "Flask's secret key (unset: a random one per process).")
+DEAD_LETTER = Setting(
+    "DASHBOARD_DEAD_LETTER", True, "Copy refused messages to <topic>.dlq (turn off on all but one instance).",
+    parse_bool,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """Everything the dashboard process is configured with."""
+
+    host: str = HOST.default
+    port: int = PORT.default
+    topic: str = DRIVER_TOPIC.default
+    bootstrap_servers: str = KAFKA_BOOTSTRAP_SERVERS.default
+    tick_ms: int = TICK_MS.default
+    stale_after_s: float = STALE_AFTER_S.default
+    drop_after_s: float = DROP_AFTER_S.default
+    max_drivers: int = MAX_DRIVERS.default
+    readback_s: float = READBACK_S.default
+    token: str = TOKEN.default
+    cors_origins: tuple[str, ...] = CORS_ORIGINS.default
+    secret_key: str = SECRET_KEY.default
+    dead_letter: bool = DEAD_LETTER.default
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DashboardSettings:
+        """Read every setting; raises :class:`fleet.settings.SettingError` naming the bad variable."""
+        return cls(**{f.name: SETTINGS[f.name].read(environ) for f in fields(cls)})
+
+    def with_overrides(self, **overrides: Any) -> DashboardSettings:
+        """These settings with the given values (None leaves a setting as it is)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+SETTINGS: dict[str, Setting] = {
+    "host": HOST,
+    "port": PORT,
+    "topic": DRIVER_TOPIC,
+    "bootstrap_servers": KAFKA_BOOTSTRAP_SERVERS,
+    "tick_ms": TICK_MS,
+    "stale_after_s": STALE_AFTER_S,
+    "drop_after_s": DROP_AFTER_S,
+    "max_drivers": MAX_DRIVERS,
+    "readback_s": READBACK_S,
+    "token": TOKEN,
+    "cors_origins": CORS_ORIGINS,
+    "secret_key": SECRET_KEY,
+    "dead_letter": DEAD_LETTER,
+}
