@@ -1,7 +1,170 @@
-"""The map page at `/` (the map-page issue builds it; this placeholder keeps the route alive)."""
+"""The map page at `/`: folium's base map inside our template, next to the live panel.
 
-from flask import Flask, render_template
+folium builds the base map (tiles or a local grid, and the Leaflet map object). The page renders
+folium's root first, then places its header, html and script parts in ``templates/index.html``.
+folium points at public CDNs (Leaflet, jQuery, Bootstrap, Font Awesome, ...) by default: every map
+built here gets asset lists of its own that name only Leaflet, served by this dashboard from
+``node_modules`` (installed by npm, pinned in package.json), so the page works without internet.
+A MacroElement added last hands the Leaflet map object to our module ``static/js/main.js``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import folium
+from branca.element import MacroElement
+from flask import Flask, Response, abort, current_app, render_template, send_from_directory, url_for
+from folium.template import Template
+
+from dashboard.page_settings import PageSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_MODULES = ROOT / "node_modules"
+# The built files of the packages the page uses; the rest of node_modules is not served.
+VENDOR_DIRS = ("leaflet/dist/", "socket.io-client/dist/")
+LEAFLET_JS = "leaflet/dist/leaflet.js"
+LEAFLET_CSS = "leaflet/dist/leaflet.css"
+SOCKET_IO_JS = "socket.io-client/dist/socket.io.esm.min.js"
+# OpenStreetMap's deepest zoom; the grid stops there too.
+MAX_ZOOM = 19
+VENDOR_MAX_AGE_S = 3600
 
 
-def init_app(app: Flask) -> None:
-    app.add_url_rule("/", "index", lambda: render_template("index.html"))
+@dataclass(frozen=True)
+class MapParts:
+    """folium's rendered map, in the three places the page template puts it."""
+
+    header: str
+    html: str
+    script: str
+
+
+class GridBackground(MacroElement):
+    """A plain background with a light grid, drawn in the browser: the map without tiles looks intentional."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+            (function (map) {
+              const Grid = L.GridLayer.extend({
+                createTile: function () {
+                  const tile = document.createElement("canvas");
+                  const size = this.getTileSize();
+                  tile.width = size.x;
+                  tile.height = size.y;
+                  const ctx = tile.getContext("2d");
+                  ctx.strokeStyle = "rgba(100, 116, 139, 0.09)";
+                  ctx.beginPath();
+                  for (let i = 64.5; i < size.x; i += 64) {
+                    ctx.moveTo(i, 0); ctx.lineTo(i, size.y);
+                    ctx.moveTo(0, i); ctx.lineTo(size.x, i);
+                  }
+                  ctx.stroke();
+                  ctx.strokeStyle = "rgba(100, 116, 139, 0.2)";
+                  ctx.beginPath();
+                  ctx.moveTo(0.5, 0); ctx.lineTo(0.5, size.y);
+                  ctx.moveTo(0, 0.5); ctx.lineTo(size.x, 0.5);
+                  ctx.stroke();
+                  return tile;
+                },
+              });
+              new Grid({ className: "grid-background", maxZoom: {{ this.max_zoom }} }).addTo(map);
+            })({{ this._parent.get_name() }});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, max_zoom: int = MAX_ZOOM) -> None:
+        super().__init__()
+        self._name = "GridBackground"
+        self.max_zoom = max_zoom
+
+
+class FleetHook(MacroElement):
+    """Hands the Leaflet map to our module once folium's script has created it."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+            import({{ this.module_url|tojson }})
+              .then((page) => page.start({{ this._parent.get_name() }}))
+              .catch((error) => {
+                console.error(error);
+                document.body.dataset.failed = String(error);
+              });
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, module_url: str) -> None:
+        super().__init__()
+        self._name = "FleetHook"
+        self.module_url = module_url
+
+
+def build_map(settings: PageSettings, leaflet_js: str, leaflet_css: str, module_url: str) -> folium.Map:
+    """The base map: tiles (or the grid), assets from our own server, and the hook to our module."""
+    area = settings.area_box
+    fmap = folium.Map(
+        location=list(area.center),
+        zoom_start=12,
+        tiles=None,
+        max_zoom=MAX_ZOOM,
+        control_scale=True,
+        # Quarter zoom steps let the first view fit the fleet snugly (the zoom buttons still step by 1).
+        zoom_snap=0.25,
+        # Leaflet's own vectors (the selected driver's trail) on canvas, like the fleet layer.
+        prefer_canvas=True,
+    )
+    # Per map instance: assigning new lists leaves folium's class-level defaults to other maps.
+    fmap.default_js = [("leaflet", leaflet_js)]
+    fmap.default_css = [("leaflet_css", leaflet_css)]
+    if settings.tiles_off:
+        GridBackground().add_to(fmap)
+    else:
+        folium.TileLayer(
+            tiles=settings.tile_url, attr=settings.tile_attribution, name="tiles", max_zoom=MAX_ZOOM
+        ).add_to(fmap)
+    # Open on the whole area whatever the screen; the page fits the fleet itself once it arrives.
+    fmap.fit_bounds([[area.min_lat, area.min_lon], [area.max_lat, area.max_lon]])
+    FleetHook(module_url).add_to(fmap)
+    return fmap
+
+
+def render_map(fmap: folium.Map) -> MapParts:
+    root = fmap.get_root()
+    root.render()  # fills the header with the asset links and lays out the children
+    return MapParts(header=root.header.render(), html=root.html.render(), script=root.script.render())
+
+
+def init_app(app: Flask, settings: PageSettings | None = None) -> None:
+    """Register the page at ``/`` and the npm-installed assets under ``/vendor/``."""
+    app.extensions["fleet_page"] = settings or PageSettings.from_env()
+    app.add_url_rule("/", "page.index", index)
+    app.add_url_rule("/vendor/<path:filename>", "page.vendor", vendor)
+
+
+def index() -> str:
+    settings: PageSettings = current_app.extensions["fleet_page"]
+    fmap = build_map(
+        settings,
+        leaflet_js=url_for("page.vendor", filename=LEAFLET_JS),
+        leaflet_css=url_for("page.vendor", filename=LEAFLET_CSS),
+        module_url=url_for("static", filename="js/main.js"),
+    )
+    return render_template(
+        "index.html",
+        map=render_map(fmap),
+        import_map={"imports": {"socket.io-client": url_for("page.vendor", filename=SOCKET_IO_JS)}},
+        # The auth guard let this request in, so it may hand the token to its own Socket.IO client.
+        token=current_app.config.get("DASHBOARD_TOKEN") or "",
+        tiles_off=settings.tiles_off,
+    )
+
+
+def vendor(filename: str) -> Response:
+    if ".." in PurePosixPath(filename).parts or not filename.startswith(VENDOR_DIRS):
+        abort(404)
+    return send_from_directory(NODE_MODULES, filename, max_age=VENDOR_MAX_AGE_S)

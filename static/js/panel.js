@@ -1,0 +1,268 @@
+// The panel and the details card. Every value, and every string that came from Kafka (driver ids,
+// statuses, the topic, error sentences), goes into the page as text: textContent and text nodes,
+// never markup.
+
+import { STATUS_NAMES } from "./protocol.js";
+
+const LIST_ROWS = 40;
+const STATUS_LABELS = Object.freeze({ available: "available", on_trip: "on trip", offline: "offline" });
+const BADGE_TEXT = Object.freeze({
+  connecting: "connecting",
+  live: "live",
+  stale: "stale",
+  reconnecting: "reconnecting",
+  refused: "refused",
+  unsupported: "unsupported",
+});
+const COMPASS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
+
+const byId = (id) => document.getElementById(id);
+const number = new Intl.NumberFormat("en-US");
+const oneDecimal = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
+
+export function setText(element, value) {
+  const text = value === null || value === undefined ? "–" : String(value);
+  if (element.textContent !== text) element.textContent = text;
+}
+
+export function statusLabel(status) {
+  return STATUS_LABELS[status] || (status ? String(status) : "no status");
+}
+
+export function formatAge(seconds) {
+  if (seconds === null || !Number.isFinite(seconds)) return "–";
+  const s = Math.max(0, seconds);
+  if (s < 10) return `${s.toFixed(1)} s ago`;
+  if (s < 120) return `${Math.round(s)} s ago`;
+  if (s < 7200) return `${Math.round(s / 60)} min ago`;
+  return `${Math.round(s / 3600)} h ago`;
+}
+
+export function formatHeading(degrees) {
+  if (degrees === null || degrees === undefined) return null;
+  return `${Math.round(degrees)}° ${COMPASS[Math.round(degrees / 45) % 8]}`;
+}
+
+function formatCount(value) {
+  return value === null || value === undefined ? null : number.format(value);
+}
+
+export class Panel {
+  constructor() {
+    this.badge = byId("badge");
+    this.root = byId("panel");
+    this.toggle = byId("panel-toggle");
+    this.searchForm = byId("search");
+    this.searchInput = byId("search-input");
+    this.searchMessage = byId("search-message");
+    this.following = byId("following");
+    this.followingId = byId("following-id");
+    this.followingStop = byId("following-stop");
+    this.list = byId("driver-list");
+    this.listNote = byId("driver-list-note");
+    this.sortButton = byId("drivers-sort");
+    this.partitions = byId("kafka-partitions");
+    this.kafkaError = byId("kafka-error");
+    this.banner = byId("banner");
+    this.newestFirst = true;
+    this._rows = [];
+    this._toggleCollapsed = this._toggleCollapsed.bind(this);
+    this.toggle.addEventListener("click", this._toggleCollapsed);
+    if (window.matchMedia("(max-width: 720px)").matches) this.setCollapsed(true);
+  }
+
+  get collapsed() {
+    return this.root.dataset.collapsed === "true";
+  }
+
+  setCollapsed(collapsed) {
+    this.root.dataset.collapsed = String(collapsed);
+    this.toggle.setAttribute("aria-expanded", String(!collapsed));
+  }
+
+  _toggleCollapsed() {
+    this.setCollapsed(!this.collapsed);
+  }
+
+  setConnection(state, detail) {
+    if (this.badge.dataset.state !== state) {
+      this.badge.dataset.state = state;
+      setText(this.badge, BADGE_TEXT[state] || state);
+    }
+    this.badge.title = detail || "";
+    document.body.dataset.connection = state;
+  }
+
+  showBanner(text) {
+    setText(this.banner, text);
+    this.banner.hidden = !text;
+  }
+
+  /** Drivers by status as this page holds and draws them (the server's `stats` counts the same way). */
+  showCounts(counts) {
+    for (const status of ["available", "on_trip", "offline", "unknown", "stale", "total"]) {
+      const value = formatCount(counts[status]);
+      setText(byId(`count-${status}`), value);
+      const summary = byId(`summary-${status}`);
+      if (summary) setText(summary, value);
+    }
+  }
+
+  showStats(stats) {
+    const fixes = stats.fixes_per_s === null || stats.fixes_per_s === undefined ? null : Math.round(stats.fixes_per_s);
+    setText(byId("m-fixes"), formatCount(fixes));
+    setText(byId("summary-fixes"), formatCount(fixes));
+    const kafka = stats.kafka || {};
+    setText(byId("m-lag"), formatCount(kafka.lag));
+    setText(byId("m-invalid"), formatCount(stats.invalid_total));
+    byId("m-invalid").title = Object.entries(stats.invalid || {})
+      .map(([reason, count]) => `${reason}: ${count}`)
+      .join("\n");
+    setText(byId("m-clients"), formatCount(stats.clients));
+    if (kafka.topic) setText(byId("topic"), kafka.topic);
+    this.kafkaError.hidden = !kafka.error;
+    setText(this.kafkaError, kafka.error || "");
+    this._showPartitions(kafka.partitions || []);
+  }
+
+  showMeters(latency, fps) {
+    setText(
+      byId("m-latency"),
+      latency ? `${Math.round(latency.p50)} / ${Math.round(latency.p95)} ms` : null,
+    );
+    setText(byId("m-fps"), fps === null ? null : oneDecimal.format(fps));
+  }
+
+  _showPartitions(partitions) {
+    const rows = this.partitions.rows;
+    while (rows.length > partitions.length) this.partitions.deleteRow(-1);
+    while (rows.length < partitions.length) {
+      const row = this.partitions.insertRow();
+      for (let c = 0; c < 4; c += 1) row.insertCell();
+    }
+    partitions.forEach((p, i) => {
+      const cells = rows[i].cells;
+      setText(cells[0], p.partition);
+      setText(cells[1], formatCount(p.end_offset));
+      setText(cells[2], formatCount(p.position));
+      setText(cells[3], formatCount(p.lag));
+      rows[i].classList.toggle("behind", (p.lag || 0) > 1000);
+    });
+  }
+
+  /** The drivers list: the first rows of the fleet sorted by last seen, filtered by the search text. */
+  showDrivers(fleet, serverNowS, filter, onPick) {
+    if (this.collapsed) return;
+    const needle = filter.trim().toLowerCase();
+    const order = [];
+    for (let s = 0; s < fleet.count; s += 1) {
+      if (!needle || fleet.ids[s].toLowerCase().includes(needle)) order.push(s);
+    }
+    const ts = fleet.fixTs;
+    order.sort(this.newestFirst ? (a, b) => ts[b] - ts[a] : (a, b) => ts[a] - ts[b]);
+    const shown = Math.min(order.length, LIST_ROWS);
+    while (this._rows.length < shown) this._rows.push(this._listRow(onPick));
+    for (let r = 0; r < this._rows.length; r += 1) {
+      const row = this._rows[r];
+      if (r >= shown) {
+        if (row.item.parentNode) row.item.remove();
+        continue;
+      }
+      const s = order[r];
+      row.item.dataset.driverId = fleet.ids[s];
+      row.dot.dataset.status = STATUS_NAMES[fleet.status[s]];
+      row.dot.classList.toggle("faded", fleet.stale[s] === 1);
+      setText(row.id, fleet.ids[s]);
+      setText(row.age, formatAge(serverNowS - ts[s]));
+      if (!row.item.parentNode) this.list.append(row.item); // rows past `shown` are detached, so order holds
+    }
+    let note = "";
+    if (order.length > shown) note = `${number.format(shown)} of ${number.format(order.length)}${needle ? " matching" : ""}`;
+    else if (needle && !order.length) note = "no driver matches";
+    setText(this.listNote, note);
+  }
+
+  _listRow(onPick) {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "driver-row";
+    const dot = document.createElement("i");
+    dot.className = "dot";
+    const id = document.createElement("span");
+    id.className = "mono driver-id";
+    const age = document.createElement("span");
+    age.className = "age";
+    button.append(dot, id, age);
+    item.append(button);
+    button.addEventListener("click", () => onPick(item.dataset.driverId));
+    return { item, dot, id, age };
+  }
+
+  toggleOrder() {
+    this.newestFirst = !this.newestFirst;
+    this.sortButton.dataset.order = this.newestFirst ? "newest" : "oldest";
+    setText(this.sortButton, this.newestFirst ? "last seen: newest first" : "last seen: oldest first");
+  }
+
+  showFollowing(driverId) {
+    this.following.hidden = driverId === null;
+    setText(this.followingId, driverId || "");
+  }
+
+  say(text) {
+    setText(this.searchMessage, text || "");
+  }
+}
+
+/** The details card of the selected driver. */
+export class Card {
+  constructor() {
+    this.root = byId("card");
+    this.closeButton = byId("card-close");
+    this.followButton = byId("card-follow");
+    this.driverId = null;
+    this.details = null;
+  }
+
+  get open() {
+    return !this.root.hidden;
+  }
+
+  show(driverId) {
+    this.driverId = driverId;
+    this.details = null;
+    setText(byId("card-id"), driverId);
+    for (const field of ["status", "speed", "heading", "age", "partition", "offset"]) setText(byId(`card-${field}`), null);
+    setText(byId("card-note"), "");
+    byId("card-dot").dataset.status = "unknown";
+    this.root.hidden = false;
+  }
+
+  hide() {
+    this.root.hidden = true;
+    this.driverId = null;
+    this.details = null;
+  }
+
+  fill(details) {
+    this.details = details;
+    byId("card-dot").dataset.status = details.status || "unknown";
+    byId("card-dot").classList.toggle("faded", Boolean(details.stale));
+    setText(byId("card-status"), statusLabel(details.status) + (details.stale ? " (stale)" : ""));
+    setText(byId("card-speed"), details.speed_kmh == null ? null : `${oneDecimal.format(details.speed_kmh)} km/h`);
+    setText(byId("card-heading"), formatHeading(details.heading));
+    setText(byId("card-partition"), details.partition);
+    setText(byId("card-offset"), formatCount(details.offset));
+    setText(byId("card-note"), "");
+  }
+
+  age(serverNowS, newestFixS) {
+    if (!this.details) return;
+    setText(byId("card-age"), formatAge(serverNowS - Math.max(this.details.timestamp, newestFixS || -Infinity)));
+  }
+
+  note(text) {
+    setText(byId("card-note"), text);
+  }
+}
