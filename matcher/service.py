@@ -1,0 +1,571 @@
+"""The matcher process: read drivers and ride requests from Kafka, answer each request once.
+
+One thread, three clients:
+
+- a *state* consumer (no group) reads every partition of ``driver-location`` (where drivers
+  are, and whether they are free) and of ``ride-matches`` read_committed (which requests are
+  answered and which drivers are reserved, by this matcher or any other);
+- a *request* consumer in the matchers' group reads this instance's partitions of
+  ``ride-requests``;
+- a *transactional* producer writes answers and dead letters, and commits the request offsets
+  in the same transaction, so answers and offsets move together or not at all.
+
+Before it matches anything after a start, a partition assignment or an aborted transaction,
+the matcher *resyncs*: it reads the committed offsets (stable: no transaction that commits
+them is still open), rewinds ``ride-matches`` to a little before the oldest request it will
+read again, and reads it up to its high watermark. It then knows every committed answer of
+the requests it is about to re-read and every reservation, so it neither answers a request
+twice nor gives a reserved driver away.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import FencedInstanceIdError, KafkaError, ProducerFencedError
+from kafka.partitioner.default import murmur2
+from kafka.structs import OffsetAndMetadata
+
+from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect, ensure_topics
+from bus.deadletter import DLQ_MAX_MESSAGE_BYTES, ensure_dead_letter_topic, send_dead_letter
+from fleet.rides import MATCHED, RideMatch, encode_match, match_key, parse_match, parse_request
+from fleet.schema import InvalidMessage, parse_fix
+from fleet.settings import bootstrap_list
+from matcher.matching import MatchConfig, Matcher, Source
+
+log = logging.getLogger(__name__)
+
+# Clocks of the hosts that write requests and answers may disagree by this much; ride-matches
+# is read again from this long before the oldest request that will be read again.
+LOOKBACK_MARGIN_S = 60.0
+POLL_MS = 20
+STATE_MAX_RECORDS = 5000
+REQUEST_MAX_RECORDS = 1000
+# A matcher that dies is replaced (its partitions reassigned) after this long; one restarted
+# with the same instance id takes its partitions back at once (static group membership).
+SESSION_TIMEOUT_MS = 10_000
+# An open transaction of a matcher that died blocks read_committed readers of ride-matches
+# until it is aborted: by the restarted matcher at once, or by the broker after this long.
+TRANSACTION_TIMEOUT_MS = 10_000
+# kafka-python retries the first request of a transaction with retry_backoff_ms while the broker
+# still writes the previous commit's markers; at the default 100 ms every transaction takes
+# 200 ms or more, at 20 ms (what the Java client uses for that case) about 40 ms.
+TRANSACTION_RETRY_BACKOFF_MS = 20
+MAX_BLOCK_MS = 10_000
+FORGET_ANSWERS_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    bootstrap: str
+    driver_topic: str
+    request_topic: str
+    match_topic: str
+    group_id: str
+    instance_id: str
+    partitions: int
+    commit_interval_s: float
+    log_interval_s: float
+    match: MatchConfig
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.group_id}.{self.instance_id}"
+
+
+class FatalError(Exception):
+    """The matcher cannot go on (another instance runs with its id); one line for the user."""
+
+
+@lru_cache(maxsize=4096)
+def partition_of(area: str, partitions: int) -> int:
+    """The partition of ``ride-requests`` an area's requests land on (Kafka's default partitioner)."""
+    return (murmur2(area.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class IntervalStats:
+    requests: int = 0
+    matched: int = 0
+    no_driver: int = 0
+    dead_letters: int = 0
+    skipped: int = 0
+    fixes: int = 0
+    refused_state: int = 0
+    transactions: int = 0
+    commit_s: float = 0.0
+    waits_s: list[float] = field(default_factory=list)
+
+    def line(self, seconds: float, waiting: int, drivers: int, free: int, reserved: int) -> str:
+        median = f"{statistics.median(self.waits_s):.2f} s" if self.waits_s else "-"
+        commit_ms = 1000 * self.commit_s / self.transactions if self.transactions else 0.0
+        return (
+            f"{self.requests} requests in {seconds:.1f} s ({self.requests / seconds:.1f}/s): "
+            f"{self.matched} matched, {self.no_driver} no driver, {waiting} waiting, "
+            f"{self.dead_letters} dead-lettered, {self.skipped} already answered; "
+            f"median time to match {median}; drivers {drivers} known, {free} free, {reserved} reserved; "
+            f"{self.fixes} fixes, {self.transactions} transactions ({commit_ms:.0f} ms each)"
+        )
+
+
+@dataclass
+class Resync:
+    """The positions the state consumer must reach before the request partitions are matched."""
+
+    partitions: list[TopicPartition]
+    committed: dict[TopicPartition, OffsetAndMetadata | None]
+    targets: dict[TopicPartition, int]
+    started: float
+
+
+def is_fenced(error: BaseException) -> bool:
+    """Another producer or group member took this instance's id. kafka-python raises the fencing
+    error once, then a plain KafkaError naming it for every later transactional call."""
+    fenced = (ProducerFencedError, FencedInstanceIdError)
+    return isinstance(error, fenced) or any(kind.__name__ in str(error) for kind in fenced)
+
+
+def commit_metadata(timestamp_ms: int, read_to: int) -> str:
+    """What a committed offset carries: the record time to rewind ride-matches from, and how far
+    requests were read (refused requests below it were dead-lettered already)."""
+    return json.dumps({"ts": timestamp_ms, "read_to": read_to}, separators=(",", ":"))
+
+
+def parse_commit_metadata(metadata: str | None) -> tuple[int, int]:
+    """(timestamp ms, read_to) of a committed offset; (0, 0) when unknown: rewind fully, replay nothing."""
+    try:
+        data = json.loads(metadata or "")
+        return int(data["ts"]), int(data["read_to"])
+    except (ValueError, TypeError, KeyError):
+        return 0, 0
+
+
+class Rebalance(ConsumerRebalanceListener):
+    """Forwards the request consumer's rebalance callbacks (they run while poll() is blocked)."""
+
+    def __init__(self, service: MatcherService) -> None:
+        self.service = service
+
+    def on_partitions_revoked(self, revoked) -> None:
+        self.service.on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned) -> None:
+        self.service.on_assigned(assigned)
+
+    def on_partitions_lost(self, lost) -> None:
+        self.service.on_lost(lost)
+
+
+class MatcherService:
+    def __init__(self, config: ServiceConfig, stop: threading.Event) -> None:
+        self.config = config
+        self.stop = stop
+        self.matcher = Matcher(config.match)
+        self.admin: KafkaAdminClient | None = None
+        self.producer: KafkaProducer | None = None
+        self.state: KafkaConsumer | None = None
+        self.requests: KafkaConsumer | None = None
+        self.ready: set[int] = set()  # request partitions being matched
+        self.replay_until: dict[int, int] = {}  # refused requests below these offsets were dead-lettered
+        self.committed_positions: dict[int, tuple[int, int, int]] = {}
+        # Per request partition: answers newer than this (ms, minus the margin) may still be needed.
+        self.answers_floor_ms: dict[int, int] = {}
+        self.in_transaction = False
+        self.resync_wanted = False
+        self.resync: Resync | None = None
+        # Until the first resync completes, it also waits for the drivers' recent past.
+        self.drivers_target: dict[TopicPartition, int] = {}
+        self.fatal: FatalError | None = None
+        self.stats = IntervalStats()
+
+    # ---- life cycle
+
+    def run(self) -> int:
+        """Connect, then consume, match and produce until ``stop`` is set. Returns an exit code."""
+        config = self.config
+        log.info(
+            "matcher %s starting: requests from %s, answers to %s, drivers from %s, group %s",
+            config.instance_id, config.request_topic, config.match_topic, config.driver_topic, config.group_id,
+        )  # fmt: skip
+        try:
+            if not self.connect():
+                return 0
+            interval_start = next_commit = next_forget = time.monotonic()
+            next_log = interval_start + config.log_interval_s
+            while not self.stop.is_set():
+                self.step()
+                if self.fatal is not None:
+                    raise self.fatal
+                clock = time.monotonic()
+                if clock >= next_commit:
+                    self.commit()
+                    next_commit = clock + config.commit_interval_s
+                if clock >= next_forget:
+                    self.forget_old_answers(time.time())
+                    next_forget = clock + FORGET_ANSWERS_INTERVAL_S
+                if clock >= next_log:
+                    self.log_stats(clock - interval_start)
+                    interval_start, next_log = clock, clock + config.log_interval_s
+            self.commit()
+            if self.fatal is not None:
+                raise self.fatal
+        except FatalError as e:
+            log.error("%s", e)
+            return 1
+        finally:
+            self.close()
+        log.info("matcher %s stopped", config.instance_id)
+        return 0
+
+    def connect(self) -> bool:
+        config = self.config
+        servers = bootstrap_list(config.bootstrap)
+        self.admin = connect(
+            lambda: KafkaAdminClient(bootstrap_servers=servers, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS),
+            "matcher", config.bootstrap, self.stop,
+        )  # fmt: skip
+        if self.admin is None:
+            return False
+        topics = (config.driver_topic, config.request_topic, config.match_topic)
+        ensure_topics(self.admin, dict.fromkeys(topics, config.partitions))
+        ensure_dead_letter_topic(self.admin, config.request_topic)
+        self.producer = self.new_producer()
+        self.state = connect(
+            lambda: KafkaConsumer(
+                bootstrap_servers=servers, isolation_level="read_committed", enable_auto_commit=False,
+                max_poll_records=STATE_MAX_RECORDS, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            ),
+            "matcher state consumer", config.bootstrap, self.stop,
+        )  # fmt: skip
+        self.requests = connect(
+            lambda: KafkaConsumer(
+                bootstrap_servers=servers, group_id=config.group_id, group_instance_id=config.instance_id,
+                isolation_level="read_committed", enable_auto_commit=False, auto_offset_reset="earliest",
+                session_timeout_ms=SESSION_TIMEOUT_MS, max_poll_records=REQUEST_MAX_RECORDS,
+                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            ),
+            "matcher request consumer", config.bootstrap, self.stop,
+        )  # fmt: skip
+        if self.producer is None or self.state is None or self.requests is None:
+            return False
+        self.start_state_consumer()
+        self.requests.subscribe([config.request_topic], listener=Rebalance(self))
+        return True
+
+    def new_producer(self) -> KafkaProducer | None:
+        config = self.config
+
+        def make() -> KafkaProducer:
+            producer = KafkaProducer(
+                bootstrap_servers=bootstrap_list(config.bootstrap), transactional_id=config.transactional_id,
+                transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
+                linger_ms=5, max_block_ms=MAX_BLOCK_MS, max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
+                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            )  # fmt: skip
+            try:
+                # Aborts whatever a previous run with this instance id left open.
+                producer.init_transactions()
+            except KafkaError:
+                producer.close(timeout=1)
+                raise
+            return producer
+
+        return connect(make, "matcher producer", config.bootstrap, self.stop)
+
+    def start_state_consumer(self) -> None:
+        """Read every partition of driver-location from ``driver_max_age_s`` ago, and of ride-matches."""
+        config = self.config
+        drivers = self.partitions(self.state, config.driver_topic)
+        matches = self.partitions(self.state, config.match_topic)
+        self.state.assign(drivers + matches)
+        since_ms = int((time.time() - config.match.driver_max_age_s) * 1000)
+        self.seek_to_time(drivers, since_ms)
+        self.drivers_target = self.state.end_offsets(drivers)
+
+    def close(self) -> None:
+        for client in (self.requests, self.state):
+            if client is not None:
+                client.close()
+        if self.producer is not None:
+            self.producer.close(timeout=5)
+        if self.admin is not None:
+            self.admin.close()
+
+    # ---- one turn of the loop
+
+    def step(self) -> None:
+        try:
+            now = time.time()
+            self.apply_state(self.state.poll(timeout_ms=0, max_records=STATE_MAX_RECORDS), now)
+            if self.resync_wanted:
+                self.begin_resync()
+            if self.resync is not None:
+                self.try_finish_resync()
+            batch = self.requests.poll(timeout_ms=POLL_MS, max_records=REQUEST_MAX_RECORDS)
+            if self.resync is not None or self.resync_wanted:
+                return  # nothing is decided until every committed answer is known
+            now = time.time()
+            for partition, records in batch.items():
+                if partition.partition in self.ready:
+                    for record in records:
+                        self.handle_request(record, now)
+            for answer in self.matcher.tick(now):
+                self.emit(answer)
+        except KafkaError as e:
+            self.recover(e)
+
+    def apply_state(self, batch: dict, now: float) -> None:
+        driver_topic = self.config.driver_topic
+        fleet, matcher, stats = self.matcher.fleet, self.matcher, self.stats
+        for partition, records in batch.items():
+            if partition.topic == driver_topic:
+                for record in records:
+                    try:
+                        fleet.on_fix(parse_fix(record.value, now), now)
+                    except InvalidMessage:
+                        stats.refused_state += 1  # the dashboard dead-letters driver-location
+                    else:
+                        stats.fixes += 1
+            else:
+                for record in records:
+                    try:
+                        matcher.on_committed(parse_match(record.value, now), now)
+                    except InvalidMessage:
+                        stats.refused_state += 1
+
+    def handle_request(self, record, now: float) -> None:
+        source = Source(record.partition, record.offset, record.timestamp)
+        self.stats.requests += 1
+        try:
+            request = parse_request(record.value, now)
+        except InvalidMessage as e:
+            self.matcher.advance(source)
+            if record.offset < self.replay_until.get(record.partition, 0):
+                self.stats.skipped += 1  # dead-lettered before a restart, in a committed transaction
+                return
+            self.begin_transaction()
+            send_dead_letter(
+                self.producer, record.topic, record.partition, record.offset,
+                record.key, record.value, record.headers, e.reason, e.detail,
+            )  # fmt: skip
+            self.stats.dead_letters += 1
+            return
+        if self.matcher.is_answered(request.request_id):
+            self.stats.skipped += 1
+        answer = self.matcher.submit(request, source, now)
+        if answer is not None:
+            self.emit(answer)
+
+    def emit(self, answer: RideMatch) -> None:
+        self.begin_transaction()
+        self.producer.send(self.config.match_topic, key=match_key(answer.request_id), value=encode_match(answer))
+        if answer.outcome == MATCHED:
+            self.stats.matched += 1
+            self.stats.waits_s.append(answer.time_to_match_s)
+        else:
+            self.stats.no_driver += 1
+
+    # ---- transactions
+
+    def begin_transaction(self) -> None:
+        if not self.in_transaction:
+            self.producer.begin_transaction()
+            self.in_transaction = True
+
+    def commit(self) -> None:
+        """Commit the answers so far with the offsets of the requests read: one transaction."""
+        if self.resync is not None or self.resync_wanted or self.fatal is not None:
+            return
+        positions = {
+            partition: (offset, timestamp_ms, max(self.matcher.read_to(partition), self.replay_until.get(partition, 0)))
+            for partition, (offset, timestamp_ms) in self.matcher.commit_positions().items()
+        }
+        if not self.in_transaction and positions == self.committed_positions:
+            return
+        started = time.monotonic()
+        try:
+            self.begin_transaction()
+            if positions:
+                offsets = {
+                    TopicPartition(self.config.request_topic, partition): OffsetAndMetadata(
+                        offset, commit_metadata(timestamp_ms, read_to), -1
+                    )
+                    for partition, (offset, timestamp_ms, read_to) in positions.items()
+                }
+                self.producer.send_offsets_to_transaction(offsets, self.requests.group_metadata())
+            self.producer.commit_transaction()
+        except KafkaError as e:
+            self.recover(e)
+            return
+        self.in_transaction = False
+        self.stats.commit_s += time.monotonic() - started
+        self.matcher.checkpoint()
+        self.committed_positions = positions
+        for partition, (_, timestamp_ms, _) in positions.items():
+            self.answers_floor_ms[partition] = timestamp_ms
+        self.stats.transactions += 1
+
+    def recover(self, error: KafkaError) -> None:
+        """After a Kafka error: stop if another instance took our id, else abort and resync."""
+        if self.fatal is not None:
+            return
+        if is_fenced(error):
+            self.fatal = FatalError(
+                f"another matcher runs with instance id {self.config.instance_id!r} in group "
+                f"{self.config.group_id!r} ({type(error).__name__}); give each one its own --instance-id"
+            )
+            return
+        log.warning("transaction failed (%s: %s); aborting it and resyncing", type(error).__name__, error)
+        self.abort_and_forget()
+
+    def abort_and_forget(self) -> None:
+        """Abort the open transaction, take back what it decided, and resync before matching again."""
+        if self.in_transaction:
+            try:
+                self.producer.abort_transaction()
+            except KafkaError as e:
+                if is_fenced(e):
+                    self.recover(e)
+                    return
+                log.warning("abort failed (%s); starting a new producer, which aborts it", type(e).__name__)
+                self.producer.close(timeout=1)
+                self.producer = self.new_producer()
+                if self.producer is None:  # stopped while Kafka was away
+                    self.stop.set()
+        self.in_transaction = False
+        self.matcher.rollback(time.time())
+        self.committed_positions = {}
+        self.ready.clear()
+        self.want_resync()
+
+    # ---- partitions and resync
+
+    def on_revoked(self, revoked) -> None:
+        self.commit()
+        self.drop_partitions(revoked)
+
+    def on_lost(self, lost) -> None:
+        log.warning("lost partitions %s (evicted from the group); aborting", sorted(tp.partition for tp in lost))
+        if self.fatal is None:
+            self.abort_and_forget()
+        self.drop_partitions(lost)
+
+    def on_assigned(self, assigned) -> None:
+        log.info(
+            "assigned partitions %s of %s; resyncing before matching",
+            sorted(tp.partition for tp in assigned), self.config.request_topic,
+        )  # fmt: skip
+        self.want_resync()
+
+    def drop_partitions(self, partitions) -> None:
+        numbers = [tp.partition for tp in partitions]
+        self.matcher.forget_partitions(numbers)
+        self.ready.difference_update(numbers)
+        for number in numbers:
+            self.committed_positions.pop(number, None)
+            self.answers_floor_ms.pop(number, None)
+
+    def want_resync(self) -> None:
+        self.resync_wanted = True
+        self.resync = None
+        assigned = list(self.requests.assignment())
+        if assigned:
+            self.requests.pause(*assigned)
+
+    def begin_resync(self) -> None:
+        self.resync_wanted = False
+        partitions = sorted(self.requests.assignment())
+        committed = {tp: self.requests.committed(tp, metadata=True) for tp in partitions}
+        log.debug("committed offsets: %s", committed)
+        now = time.time()
+        lookback_ms = int((now - self.config.match.reservation_timeout_s - LOOKBACK_MARGIN_S) * 1000)
+        for offset in committed.values():
+            timestamp_ms = parse_commit_metadata(offset.metadata)[0] if offset is not None else 0
+            lookback_ms = min(lookback_ms, timestamp_ms - int(LOOKBACK_MARGIN_S * 1000))
+        matches = self.partitions(self.state, self.config.match_topic)
+        self.seek_to_time(matches, max(0, lookback_ms))
+        latest = self.admin.list_partition_offsets(dict.fromkeys(matches, -1))  # high watermarks
+        targets = {tp: found.offset for tp, found in latest.items()}
+        targets.update(self.drivers_target)
+        self.resync = Resync(partitions, committed, targets, time.monotonic())
+
+    def try_finish_resync(self) -> None:
+        resync = self.resync
+        if any(self.state.position(tp) < target for tp, target in resync.targets.items()):
+            return
+        self.resync = None
+        self.drivers_target = {}
+        now = time.time()
+        for tp in resync.partitions:
+            offset = resync.committed[tp]
+            if offset is None:
+                self.requests.seek_to_beginning(tp)
+                timestamp_ms, read_to = 0, 0
+            else:
+                self.requests.seek(tp, offset.offset)
+                timestamp_ms, read_to = parse_commit_metadata(offset.metadata)
+            self.replay_until[tp.partition] = read_to
+            self.answers_floor_ms[tp.partition] = timestamp_ms
+        self.set_ownership([tp.partition for tp in resync.partitions], now)
+        self.ready = {tp.partition for tp in resync.partitions}
+        if resync.partitions:
+            self.requests.resume(*resync.partitions)
+        fleet = self.matcher.fleet
+        log.info(
+            "resynced in %.2f s: %d drivers known, %d free, %d reserved, %d answers known; matching partitions %s",
+            time.monotonic() - resync.started, len(fleet.drivers), len(fleet.index), len(fleet.reservations),
+            self.matcher.answered, sorted(self.ready),
+        )  # fmt: skip
+
+    def set_ownership(self, owned: list[int], now: float) -> None:
+        """This instance may assign the drivers in the areas whose requests it reads."""
+        count = len(self.partitions(self.requests, self.config.request_topic))
+        owned_set = frozenset(owned)
+        if len(owned_set) >= count:
+            self.matcher.fleet.set_ownership(None, now)
+        else:
+            self.matcher.fleet.set_ownership(lambda area: partition_of(area, count) in owned_set, now)
+
+    # ---- helpers
+
+    def partitions(self, consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            raise FatalError(f"topic {topic!r} has no partitions the matcher can see")
+        return [TopicPartition(topic, n) for n in sorted(numbers)]
+
+    def seek_to_time(self, partitions: list[TopicPartition], timestamp_ms: int) -> None:
+        found = self.state.offsets_for_times(dict.fromkeys(partitions, timestamp_ms))
+        for tp in partitions:
+            if found.get(tp) is None:
+                self.state.seek_to_end(tp)
+            else:
+                self.state.seek(tp, found[tp].offset)
+
+    def forget_old_answers(self, now: float) -> None:
+        """Keep the answers of requests that could be read again after a restart, and no others."""
+        if self.resync is not None or self.resync_wanted:
+            return
+        oldest_ms = min(self.answers_floor_ms.values(), default=now * 1000)
+        self.matcher.forget_answers_before(min(now, oldest_ms / 1000) - LOOKBACK_MARGIN_S)
+
+    def log_stats(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        fleet = self.matcher.fleet
+        line = self.stats.line(
+            seconds, len(self.matcher.waiting), len(fleet.drivers), len(fleet.index), len(fleet.reservations)
+        )
+        log.info("%s", line)
+        if self.stats.refused_state:
+            log.warning("%d refused messages on %s or %s ignored", self.stats.refused_state,
+                        self.config.driver_topic, self.config.match_topic)  # fmt: skip
+        self.stats = IntervalStats()

@@ -1,0 +1,54 @@
+"""Settings of the matcher: each flag's environment variable and default, declared once here.
+
+Shared ones (KAFKA_BOOTSTRAP_SERVERS, DRIVER_TOPIC, RIDE_REQUEST_TOPIC, RIDE_MATCH_TOPIC,
+LOG_LEVEL) live in ``fleet.settings``.
+"""
+
+from __future__ import annotations
+
+from fleet.settings import Setting, positive_float, positive_int
+
+
+def instance_id(raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 200:
+        raise ValueError("an instance id is 1-200 characters")
+    return value
+
+
+GROUP_ID = Setting("MATCHER_GROUP_ID", "matcher", "Consumer group of the matchers that share the ride requests.")
+INSTANCE_ID = Setting(
+    "MATCHER_INSTANCE_ID",
+    None,
+    "Name of this matcher, unique in its group and the same across its restarts (unset: the host name); "
+    "its Kafka transactional id and static group member id.",
+    instance_id,
+)
+MAX_RADIUS_KM = Setting(
+    "MATCHER_MAX_RADIUS_KM", 5.0, "A driver farther than this from the rider is never offered.", positive_float
+)
+CITY_SPEED_KMH = Setting(
+    "MATCHER_CITY_SPEED_KMH", 25.0, "Average city speed that turns a distance into an ETA.", positive_float
+)
+MAX_WAIT_S = Setting(
+    "MATCHER_MAX_WAIT_S",
+    30.0,
+    "How long a request waits for a free driver before its answer is no_driver.",
+    positive_float,
+)
+RESERVATION_TIMEOUT_S = Setting(
+    "MATCHER_RESERVATION_TIMEOUT_S",
+    30.0,
+    "A matched driver is held for its rider until it reports on_trip, or this long if the trip never starts.",
+    positive_float,
+)
+DRIVER_MAX_AGE_S = Setting(
+    "MATCHER_DRIVER_MAX_AGE_S", 15.0, "A driver whose latest fix is older than this is not offered.", positive_float
+)
+PARTITIONS = Setting(
+    "MATCHER_PARTITIONS", 6, "Partitions of each topic the matcher creates because it is missing.", positive_int
+)
+COMMIT_INTERVAL_MS = Setting(
+    "MATCHER_COMMIT_INTERVAL_MS", 100, "How often answers and offsets are committed, in one transaction.", positive_int
+)
+LOG_INTERVAL_S = Setting("MATCHER_LOG_INTERVAL_S", 10.0, "Seconds between two statistics lines.", positive_float)
