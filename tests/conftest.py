@@ -23,7 +23,8 @@ from kafka.admin import NewTopic
 from broker.local import BrokerConfig, BrokerError, LocalBroker
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_REFERENCE = ROOT.parent / "shared" / "reference"
+# The tutorial's producer and consumer, byte for byte (see tests/reference/README.md).
+SHARED_REFERENCE = ROOT / "tests" / "reference"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
