@@ -54,6 +54,34 @@ def connect(
     return None
 
 
+def consume_until_stopped(
+    factory: Callable[[], T],
+    consume: Callable[[T], None],
+    what: str,
+    bootstrap: str,
+    stop: threading.Event,
+    on_failure: Callable[[Exception], None] | None = None,
+) -> None:
+    """Build a client (retrying as :func:`connect` does) and run ``consume(client)`` until ``stop`` is set.
+
+    A failure of ``consume`` is logged in one line and handed to ``on_failure``; the client is closed
+    and, after a second, a new one is built: a broken client never ends a long-running process.
+    """
+    while not stop.is_set():
+        client = connect(factory, what, bootstrap, stop)
+        if client is None:
+            return
+        try:
+            consume(client)
+        except Exception as e:
+            log.warning("%s failed (%s: %s); reconnecting", what, type(e).__name__, e)
+            if on_failure is not None:
+                on_failure(e)
+            stop.wait(1.0)
+        finally:
+            client.close()
+
+
 def _wait(stop: threading.Event | None, seconds: float, sleep: Callable[[float], None]) -> None:
     if stop is None:
         sleep(seconds)

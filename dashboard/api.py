@@ -10,7 +10,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from dashboard.rider_push import EVENT_RIDES
 from dashboard.service import Dashboard
+from fleet.riders import riders_json
 from fleet.state import Driver
 
 api = Blueprint("api", __name__)
@@ -51,6 +53,12 @@ def one_driver(driver_id: str) -> Response:
     body = driver_json(driver, time.time(), service.state.stale_after_s)
     body["trail"] = driver.trail_points()
     return json_response(body)
+
+
+@api.get("/api/riders")
+def list_riders() -> Response:
+    """The rides on the map and the counts: the ``riders`` event without its Socket.IO envelope."""
+    return json_response(riders_json(dashboard().riders, time.time(), EVENT_RIDES))
 
 
 @api.get("/healthz")

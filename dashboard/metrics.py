@@ -90,6 +90,14 @@ class DashboardMetrics:
         self.frames = Counter("dashboard_frames", "Position frames broadcast.", registry=r)
         self.frames_skipped = Counter("dashboard_frames_skipped", "Frames a slow client skipped.", registry=r)
         self.clients = Gauge("dashboard_connected_clients", "Socket.IO clients connected.", registry=r)
+        self.ride_messages = Counter(
+            "dashboard_ride_messages_consumed", "Valid ride requests and answers consumed.", ["topic"], registry=r
+        )
+        self.ride_invalid = Counter(
+            "dashboard_invalid_ride_messages", "Refused ride messages by topic and reason.", ["topic", "reason"],
+            registry=r,
+        )  # fmt: skip
+        self.riders = Gauge("dashboard_riders", "Rides held by state.", ["state"], registry=r)
         self.fix_latency = Latencies("dashboard_fix_latency_seconds", "Fix timestamp to consumed by the dashboard.")
         self.push_latency = Latencies(
             "dashboard_push_latency_seconds", "Fix timestamp to the frame carrying it handed to Socket.IO."

@@ -1,9 +1,10 @@
-"""The dashboard's engine: the Kafka feed fills the fleet state, a green task ticks frames out.
+"""The dashboard's engine: the Kafka feeds fill the fleet and rider states, a green task ticks frames out.
 
-One :class:`Dashboard` per process, started once whatever the number of browsers: two background
-tasks, the consumer (:class:`dashboard.feed.KafkaFeed`) and the tick, which drains the consumer's
-batches into the state, broadcasts what changed, and once a second sweeps silent drivers, sends
-``stats`` and updates the metrics.
+One :class:`Dashboard` per process, started once whatever the number of browsers: three background
+tasks, the driver consumer (:class:`dashboard.feed.KafkaFeed`), the ride consumer
+(:class:`dashboard.ride_feed.RideFeed`) and the tick, which drains both consumers' batches into the
+states, broadcasts what changed, and once a second sweeps silent drivers, checks which riders
+were picked up, sends ``stats`` and ``riders`` and updates the metrics.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from flask_socketio import SocketIO
 
 from dashboard.feed import FeedStatus, KafkaFeed
 from dashboard.metrics import DashboardMetrics
-from dashboard.push import Push
+from dashboard.ride_feed import RideFeed
+from dashboard.rider_push import RiderPush
 from dashboard.settings import DashboardSettings
 from fleet import frames
+from fleet.riders import ACTIVE, Riders
 from fleet.state import FleetState
 
 log = logging.getLogger(__name__)
@@ -39,8 +42,11 @@ class Dashboard:
         self.state = FleetState(settings.stale_after_s, settings.drop_after_s, settings.max_drivers)
         self.metrics = DashboardMetrics()
         self.feed = KafkaFeed(settings, sleep=socketio.sleep)
-        self.push = Push(socketio, self.state, settings.topic, self.metrics)
+        self.riders = Riders()
+        self.ride_feed = RideFeed(settings, sleep=socketio.sleep)
+        self.push = RiderPush(socketio, self.state, settings.topic, self.metrics, self.riders, self.ride_feed_json)
         self.invalid: Counter[str] = Counter()
+        self.ride_invalid: Counter[tuple[str, str]] = Counter()  # (topic, reason)
         self.fixes_total = 0
         self._socketio = socketio
         self._task = None
@@ -57,11 +63,13 @@ class Dashboard:
             return
         self._running = True
         self._socketio.start_background_task(self.feed.run)
+        self._socketio.start_background_task(self.ride_feed.run)
         self._task = self._socketio.start_background_task(self._run)
 
     def stop(self) -> None:
         self._running = False
         self.feed.stop()
+        self.ride_feed.stop()
 
     def disconnect_clients(self) -> None:
         """Close every Socket.IO connection (at shutdown: the web server waits for open ones)."""
@@ -104,8 +112,9 @@ class Dashboard:
             self._socketio.sleep(delay)
 
     def tick(self, with_stats: bool = False) -> None:
-        """Take the consumer's batches into the state, then broadcast the changes (and the stats)."""
+        """Take the consumers' batches into the states, then broadcast the changes (and the stats)."""
         self.ingest()
+        self.ingest_rides()
         stats = self.each_second() if with_stats else None
         self.push.tick(time.time(), stats)
 
@@ -124,11 +133,49 @@ class Dashboard:
             self.metrics.dead_letters.inc(batch.dead_lettered)
         return taken
 
+    def ingest_rides(self) -> None:
+        """Take the ride consumer's batches into the riders (after the fixes, for the pick-up checks)."""
+        for batch in self.ride_feed.drain():
+            now = batch.received_at
+            for request in batch.requests:
+                self.riders.add_request(request, now)
+            for match in batch.matches:
+                self.riders.add_match(match)
+            self.metrics.ride_messages.labels(self.settings.ride_request_topic).inc(len(batch.requests))
+            self.metrics.ride_messages.labels(self.settings.ride_match_topic).inc(len(batch.matches))
+            for (topic, reason), count in batch.invalid.items():
+                self.ride_invalid[(topic, reason)] += count
+                self.metrics.ride_invalid.labels(topic, reason).inc(count)
+            self.metrics.dead_letters.inc(batch.dead_lettered)
+
+    def ride_feed_json(self) -> dict[str, Any]:
+        """The ride consumer's part of the ``riders`` event: refusals by topic and reason, and its status."""
+        invalid: dict[str, dict[str, int]] = {}
+        for (topic, reason), count in sorted(self.ride_invalid.items()):
+            invalid.setdefault(topic, {})[reason] = count
+        status = self.ride_feed.status
+        return {
+            "invalid": invalid,
+            "invalid_total": sum(self.ride_invalid.values()),
+            "kafka": {
+                "topics": list(self.ride_feed.topics),
+                "connected": status.connected,
+                "missing": list(status.missing),
+                "error": status.error,
+            },
+        }
+
+    def _driver_track(self, driver_id: str) -> list[list[float]]:
+        driver = self.state.get(driver_id)
+        return driver.trail_points() if driver is not None else []
+
     def each_second(self) -> dict[str, Any]:
         """Sweep silent drivers, update the gauges, log every ten seconds; return the ``stats`` event."""
         now = time.time()
         dropped_before, evicted_before = self.state.dropped, self.state.evicted
         self.state.sweep(now)
+        self.riders.check_pickups(self._driver_track, now)
+        self.riders.sweep(now)
         self.metrics.dropped.inc(self.state.dropped - dropped_before)
         self.metrics.evicted.inc(self.state.evicted - evicted_before)
         stats = self.stats(now)
@@ -138,8 +185,11 @@ class Dashboard:
         self.metrics.connected.set(1 if stats["kafka"]["connected"] else 0)
         if stats["kafka"]["lag"] is not None:
             self.metrics.lag.set(stats["kafka"]["lag"])
+        rider_counts = self.riders.counts(now)
+        for state in ACTIVE:
+            self.metrics.riders.labels(state).set(rider_counts[state])
         if time.monotonic() - self._log_started >= LOG_INTERVAL_S:
-            self._log_rates(stats)
+            self._log_rates(stats, rider_counts)
         return stats
 
     def stats(self, now: float) -> dict[str, Any]:
@@ -172,7 +222,7 @@ class Dashboard:
         self._interval_started = time.monotonic()
         return stats
 
-    def _log_rates(self, stats: dict[str, Any]) -> None:
+    def _log_rates(self, stats: dict[str, Any], riders: dict[str, Any]) -> None:
         elapsed = time.monotonic() - self._log_started
         drivers = stats["drivers"]
         log.info(
@@ -190,6 +240,12 @@ class Dashboard:
         self._log_fixes = self.fixes_total
         self._log_invalid = stats["invalid_total"]
         self._log_started = time.monotonic()
+        if self.ride_feed.status.partitions:  # no ride topics yet: nothing to say every ten seconds
+            log.info(
+                "riders: %d waiting, %d with a driver on the way; last minute: %d matched (median %s s), %d no driver",
+                riders["waiting"], riders["en_route"], riders["matched_60s"], riders["median_match_s"],
+                riders["no_driver_60s"],
+            )  # fmt: skip
 
 
 def _unhealthy_reason(status: FeedStatus, now: float) -> str | None:

@@ -10,6 +10,8 @@ from fleet import state
 from fleet.settings import (
     DRIVER_TOPIC,
     KAFKA_BOOTSTRAP_SERVERS,
+    RIDE_MATCH_TOPIC,
+    RIDE_REQUEST_TOPIC,
     Setting,
     parse_bool,
     positive_float,
@@ -59,6 +61,11 @@ READBACK_S = Setting(
     "DASHBOARD_READBACK_S", 60.0, "Seconds of fixes read back at start so the map fills at once (0: none).",
     non_negative_float,
 )  # fmt: skip
+RIDES_READBACK_S = Setting(
+    "DASHBOARD_RIDES_READBACK_S", 180.0,
+    "Seconds of ride requests and matches read back at start, so current riders show at once (0: none).",
+    non_negative_float,
+)  # fmt: skip
 TOKEN = Setting("DASHBOARD_TOKEN", "", "When set, the page, the API and Socket.IO require this token.")
 CORS_ORIGINS = Setting(
     "DASHBOARD_CORS_ORIGINS", (), "Other origins allowed to connect to Socket.IO, comma-separated (never *).", origins
@@ -83,6 +90,9 @@ class DashboardSettings:
     drop_after_s: float = DROP_AFTER_S.default
     max_drivers: int = MAX_DRIVERS.default
     readback_s: float = READBACK_S.default
+    ride_request_topic: str = RIDE_REQUEST_TOPIC.default
+    ride_match_topic: str = RIDE_MATCH_TOPIC.default
+    rides_readback_s: float = RIDES_READBACK_S.default
     token: str = TOKEN.default
     cors_origins: tuple[str, ...] = CORS_ORIGINS.default
     secret_key: str = SECRET_KEY.default
@@ -108,6 +118,9 @@ SETTINGS: dict[str, Setting] = {
     "drop_after_s": DROP_AFTER_S,
     "max_drivers": MAX_DRIVERS,
     "readback_s": READBACK_S,
+    "ride_request_topic": RIDE_REQUEST_TOPIC,
+    "ride_match_topic": RIDE_MATCH_TOPIC,
+    "rides_readback_s": RIDES_READBACK_S,
     "token": TOKEN,
     "cors_origins": CORS_ORIGINS,
     "secret_key": SECRET_KEY,

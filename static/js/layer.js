@@ -33,6 +33,9 @@ export const FleetLayer = L.Layer.extend({
     this._visible = new Uint8Array(0);
     this.drawn = 0;
     this.highlight = -1; // slot drawn with a ring (the selected driver)
+    // Painters drawn over the drivers on this canvas: { busy, paint(ctx, view, now) -> things drawn }.
+    this.overlays = [];
+    this._overlaid = false;
   },
 
   onAdd(map) {
@@ -73,7 +76,8 @@ export const FleetLayer = L.Layer.extend({
     if (this._needsReframe && !map._animatingZoom) this._reframe();
     const fleet = this._fleet;
     const n = fleet.count;
-    if (n === 0 && this.drawn === 0 && this._cleared) return; // nothing on the map, nothing to redo
+    const overlays = this._overlaid || this.overlays.some((o) => o.busy);
+    if (n === 0 && this.drawn === 0 && this._cleared && !overlays) return; // nothing on the map, nothing to redo
     this._cleared = n === 0;
     this._project(now, n);
     const width = this._width;
@@ -98,6 +102,22 @@ export const FleetLayer = L.Layer.extend({
     this._ctx.putImageData(this._image, 0, 0);
     this._ring();
     this.drawn = drawn;
+    if (overlays) this._overlaid = this._paintOverlays(now) > 0;
+  },
+
+  // The frame of reference painters draw in: CSS pixels = world * scale - (left, top), times ratio on the canvas.
+  _paintOverlays(now) {
+    const view = {
+      scale: this._worldScale,
+      left: this._originX,
+      top: this._originY,
+      ratio: this._ratio,
+      width: this._cssWidth,
+      height: this._cssHeight,
+    };
+    let painted = 0;
+    for (const overlay of this.overlays) painted += overlay.paint(this._ctx, view, now);
+    return painted;
   },
 
   /** The slot drawn nearest to a container point, or -1 if none is within reach. */

@@ -1,13 +1,15 @@
 // The live map page. folium's script creates the Leaflet map, then its FleetHook element calls
-// start(map) here: we connect to the dashboard over Socket.IO, keep the fleet in typed arrays,
-// draw it every animation frame on one canvas, and keep the panel and the details card current.
+// start(map) here: we connect to the dashboard over Socket.IO, keep the fleet in typed arrays and
+// the riders in a small list, draw both every animation frame on one canvas, and keep the panel
+// and the details cards current.
 
 import { io } from "socket.io-client";
 import { Fleet, latitudeOf, longitudeOf } from "./fleet.js";
 import { FleetLayer } from "./layer.js";
 import { FrameRate, LatencyWindow } from "./meters.js";
-import { Card, Panel } from "./panel.js";
+import { Card, Panel, RiderCard } from "./panel.js";
 import { VERSION, decodeRecords } from "./protocol.js";
+import { RiderPainter, Riders } from "./riders.js";
 
 // No frame for this long while connected: the badge says "stale".
 const STALE_CONNECTION_MS = 5000;
@@ -30,8 +32,12 @@ class LivePage {
     this.token = token;
     this.fleet = new Fleet();
     this.layer = new FleetLayer(this.fleet).addTo(map);
+    this.riders = new Riders();
+    this.riderPainter = new RiderPainter(this.riders, this.fleet);
+    this.layer.overlays.push(this.riderPainter);
     this.panel = new Panel();
     this.card = new Card();
+    this.riderCard = new RiderCard();
     this.latency = new LatencyWindow();
     this.frameRate = new FrameRate();
     this.serverOffsetMs = 0; // server clock minus ours, from the latest event
@@ -88,6 +94,7 @@ class LivePage {
     socket.on("snapshot", (payload) => this._onSnapshot(payload));
     socket.on("positions", (payload) => this._onPositions(payload));
     socket.on("stats", (payload) => this._onStats(payload));
+    socket.on("riders", (payload) => this._onRiders(payload));
     return socket;
   }
 
@@ -140,6 +147,15 @@ class LivePage {
     this.panel.showStats(payload);
   }
 
+  _onRiders(payload) {
+    if (!this._speaks(payload)) return;
+    this._clock(payload.t);
+    this.riders.replace(payload);
+    this.panel.showRiders(payload);
+    if (this.riderCard.open) this._refreshRiderCard();
+    document.body.dataset.riders = String(this.riders.list.length);
+  }
+
   _gotFrame() {
     this.lastFrameAt = performance.now();
     this._showConnection();
@@ -177,6 +193,7 @@ class LivePage {
     this.panel.showMeters(this.latency.take(), this.frameRate.take(performance.now()));
     this._refreshPanel();
     if (this.card.open) this._refreshCard();
+    if (this.riderCard.open) this._refreshRiderCard();
     document.body.dataset.drivers = String(this.fleet.count);
     document.body.dataset.drawn = String(this.layer.drawn);
   }
@@ -229,6 +246,7 @@ class LivePage {
       return false;
     }
     this.panel.say("");
+    if (this.riderCard.open) this.deselectRider();
     this.selectedId = driverId;
     this.card.show(driverId);
     this._refreshCard();
@@ -244,6 +262,23 @@ class LivePage {
       this.trail.remove();
       this.trail = null;
     }
+  }
+
+  /** Select a ride request by id: a ring around its pin and its card. */
+  selectRider(requestId) {
+    if (this.card.open) this.deselect();
+    this.riderPainter.highlight = requestId;
+    this.riderCard.show(requestId);
+    this._refreshRiderCard();
+  }
+
+  deselectRider() {
+    this.riderPainter.highlight = null;
+    this.riderCard.hide();
+  }
+
+  _refreshRiderCard() {
+    this.riderCard.fill(this.riders.get(this.riderCard.requestId), this.serverNowS());
   }
 
   _follow(driverId, slot) {
@@ -324,12 +359,18 @@ class LivePage {
       if (ev.originalEvent.key.startsWith("Arrow") && this.followId !== null) this._unfollow();
     });
     map.on("click", (ev) => {
-      const slot = this.layer.slotAt(ev.containerPoint);
-      if (slot >= 0) this.select(this.fleet.ids[slot], false);
-      else if (this.card.open) this.deselect();
+      const rider = this.riderPainter.riderAt(ev.containerPoint); // pins are drawn over the drivers
+      const slot = rider === null ? this.layer.slotAt(ev.containerPoint) : -1;
+      if (rider !== null) this.selectRider(rider);
+      else if (slot >= 0) this.select(this.fleet.ids[slot], false);
+      else {
+        if (this.card.open) this.deselect();
+        if (this.riderCard.open) this.deselectRider();
+      }
     });
     map.on("mousemove", (ev) => {
-      map.getContainer().classList.toggle("over-driver", this.layer.slotAt(ev.containerPoint) >= 0);
+      const over = this.riderPainter.riderAt(ev.containerPoint) !== null || this.layer.slotAt(ev.containerPoint) >= 0;
+      map.getContainer().classList.toggle("over-driver", over);
     });
   }
 
@@ -356,6 +397,11 @@ class LivePage {
       if (!panel.collapsed) this._listDrivers();
     });
     this.card.closeButton.addEventListener("click", () => this.deselect());
+    this.riderCard.closeButton.addEventListener("click", () => this.deselectRider());
+    this.riderCard.driverButton.addEventListener("click", () => {
+      const ride = this.riders.get(this.riderCard.requestId);
+      if (ride && ride.driver_id) this.select(ride.driver_id, false);
+    });
     this.card.followButton.addEventListener("click", () => {
       const slot = this.fleet.slotOf(this.card.driverId);
       if (slot !== undefined) this._follow(this.card.driverId, slot);
@@ -372,6 +418,7 @@ class LivePage {
         this.panel.searchInput.select();
       } else if (ev.key === "Escape") {
         if (this.card.open) this.deselect();
+        if (this.riderCard.open) this.deselectRider();
         if (typing) ev.target.blur();
       }
     });
@@ -396,6 +443,12 @@ class LivePage {
         return slot === undefined ? null : this.layer.drawnAt(slot);
       },
       ids: () => this.fleet.ids.slice(),
+      /** Riders held (every ride of the latest event), pins and lines drawn in the last frame. */
+      riders: () => this.riders.list.length,
+      ridersDrawn: () => this.riderPainter.drawn,
+      riderLines: () => this.riderPainter.lines,
+      /** Container pixels where a rider's pick-up point was drawn in the last frame, or null. */
+      riderAt: (requestId) => this.riderPainter.drawnAt(requestId),
     });
   }
 }

@@ -1,6 +1,6 @@
-// The panel and the details card. Every value, and every string that came from Kafka (driver ids,
-// statuses, the topic, error sentences), goes into the page as text: textContent and text nodes,
-// never markup.
+// The panel and the details cards (a driver's, a ride request's). Every value, and every string that
+// came from Kafka (driver, rider and request ids, statuses, the topic, error sentences), goes into
+// the page as text: textContent and text nodes, never markup.
 
 import { STATUS_NAMES } from "./protocol.js";
 
@@ -15,6 +15,12 @@ const BADGE_TEXT = Object.freeze({
   unsupported: "unsupported",
 });
 const COMPASS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
+const OUTCOMES = Object.freeze({
+  waiting: "waiting for a driver",
+  en_route: "matched: driver on the way",
+  picked_up: "picked up",
+  no_driver: "no driver found",
+});
 
 const byId = (id) => document.getElementById(id);
 const number = new Intl.NumberFormat("en-US");
@@ -45,6 +51,19 @@ export function formatHeading(degrees) {
 
 function formatCount(value) {
   return value === null || value === undefined ? null : number.format(value);
+}
+
+export function formatSeconds(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return null;
+  const s = Math.max(0, seconds);
+  if (s < 1) return `${Math.round(s * 1000)} ms`;
+  if (s < 10) return `${oneDecimal.format(s)} s`;
+  if (s < 120) return `${Math.round(s)} s`;
+  return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+function formatClock(epochS) {
+  return new Date(epochS * 1000).toLocaleTimeString("en-GB");
 }
 
 export class Panel {
@@ -123,6 +142,24 @@ export class Panel {
     this.kafkaError.hidden = !kafka.error;
     setText(this.kafkaError, kafka.error || "");
     this._showPartitions(kafka.partitions || []);
+  }
+
+  /** The riders section: counts of the `riders` event, and why riders may be missing. */
+  showRiders(payload) {
+    const counts = payload.counts || {};
+    setText(byId("riders-waiting"), formatCount(counts.waiting));
+    setText(byId("summary-riders"), formatCount(counts.waiting));
+    setText(byId("riders-matched"), formatCount(counts.matched_60s));
+    setText(byId("riders-no-driver"), formatCount(counts.no_driver_60s));
+    byId("riders-no-driver").title = `${formatCount(counts.no_driver_total) ?? 0} since the dashboard started`;
+    setText(byId("riders-median"), formatSeconds(counts.median_match_s));
+    setText(byId("riders-en-route"), formatCount(counts.en_route));
+    const notes = [];
+    const kafka = payload.kafka || {};
+    if (kafka.error) notes.push(kafka.error);
+    if (payload.invalid_total) notes.push(`${formatCount(payload.invalid_total)} refused ride messages`);
+    if (payload.omitted) notes.push(`${formatCount(payload.omitted)} older rides not drawn`);
+    setText(byId("riders-note"), notes.join(" · "));
   }
 
   showMeters(latency, fps) {
@@ -264,5 +301,52 @@ export class Card {
 
   note(text) {
     setText(byId("card-note"), text);
+  }
+}
+
+/** The card of the selected ride request: its request and its answer, as text. */
+export class RiderCard {
+  constructor() {
+    this.root = byId("rider-card");
+    this.closeButton = byId("rider-card-close");
+    this.driverButton = byId("rider-card-driver");
+    this.requestId = null;
+  }
+
+  get open() {
+    return !this.root.hidden;
+  }
+
+  show(requestId) {
+    this.requestId = requestId;
+    setText(byId("rider-card-id"), requestId);
+    this.root.hidden = false;
+  }
+
+  hide() {
+    this.root.hidden = true;
+    this.requestId = null;
+  }
+
+  /** Fill from the ride as the latest `riders` event has it; undefined once the dashboard forgot it. */
+  fill(ride, serverNowS) {
+    if (!ride) {
+      setText(byId("rider-card-note"), "The dashboard no longer shows this ride.");
+      return;
+    }
+    byId("rider-card-pin").dataset.state = ride.state;
+    setText(byId("rider-card-rider"), ride.rider_id);
+    setText(byId("rider-card-outcome"), OUTCOMES[ride.state] || ride.state);
+    setText(byId("rider-card-requested"), `${formatClock(ride.requested_at)} (${formatAge(serverNowS - ride.requested_at)})`);
+    const answered = ride.answered_at === null ? null : ride.answered_at - ride.requested_at;
+    let wait = formatSeconds(answered);
+    if (ride.state === "waiting") wait = `waiting ${formatSeconds(serverNowS - ride.requested_at)}`;
+    else if (ride.state === "no_driver") wait = `gave up after ${wait}`;
+    setText(byId("rider-card-wait"), wait);
+    setText(this.driverButton, ride.driver_id);
+    this.driverButton.disabled = !ride.driver_id;
+    setText(byId("rider-card-distance"), ride.distance_m === null ? null : `${number.format(Math.round(ride.distance_m))} m`);
+    setText(byId("rider-card-eta"), ride.eta_s === null ? null : formatSeconds(ride.eta_s));
+    setText(byId("rider-card-note"), "");
   }
 }
