@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
+from itertools import product
 from pathlib import Path
 
 import psutil
@@ -78,6 +79,11 @@ def main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--processes", default="1", help="simulator processes per paced run, comma-separated")
     parser.add_argument("--messages", type=int, default=60000, help="fixes per producer-part run")
     parser.add_argument("--repeats", type=int, default=3, help="producer-part runs per setting (median kept)")
+    parser.add_argument(
+        "--riders-per-minute", default="0",
+        help="ride requests a minute in the paced part, comma-separated to compare (e.g. 0,600); "
+        "requests and answers go to topics of the run's own",
+    )  # fmt: skip
     parser.add_argument("--profile-drivers", type=int, default=10000)
     parser.add_argument("--profile-duration", type=float, default=15.0)
     parser.add_argument("--linger-ms", type=int, default=ProducerOptions.linger_ms, help="paced and profile parts")
@@ -175,12 +181,13 @@ def part_producer(args: argparse.Namespace, topic: str) -> list[dict]:
 # --- part 2: the simulator, paced ---------------------------------------------------------------
 
 
-def simulator_command(args: argparse.Namespace, topic: str, drivers: int, index: int) -> list[str]:
+def simulator_command(args: argparse.Namespace, topic: str, drivers: int, index: int, riders: float) -> list[str]:
     return [
         sys.executable, "-m", "simulator", "--bootstrap-servers", args.bootstrap_servers, "--topic", topic,
         "--drivers", str(drivers), "--interval", str(args.interval), "--duration", str(args.duration),
         "--offline-share", "0", "--seed", str(index + 1), "--id-prefix", f"p{index}-",
         "--linger-ms", str(args.linger_ms), "--batch-size", str(args.batch_size),
+        "--riders-per-minute", str(riders), "--request-topic", f"{topic}-requests", "--match-topic", f"{topic}-matches",
     ]  # fmt: skip
 
 
@@ -195,10 +202,10 @@ def thread_cpu(process: psutil.Process) -> dict[str, float]:
     return {"main": main_thread, "others": others}
 
 
-def paced_run(args: argparse.Namespace, topic: str, drivers: int, processes: int) -> dict:
+def paced_run(args: argparse.Namespace, topic: str, drivers: int, processes: int, riders: float = 0.0) -> dict:
     share = [drivers // processes + (1 if i < drivers % processes else 0) for i in range(processes)]
     children = [
-        subprocess.Popen(simulator_command(args, topic, n, i), cwd=ROOT, stdout=subprocess.PIPE,
+        subprocess.Popen(simulator_command(args, topic, n, i, riders), cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
         for i, n in enumerate(share)
     ]  # fmt: skip
@@ -234,7 +241,8 @@ def paced_run(args: argparse.Namespace, topic: str, drivers: int, processes: int
     main_cpu = sum(b["main"] - a["main"] for a, b in zip(early, late, strict=True)) / steady_s
     sender_cpu = sum(b["others"] - a["others"] for a, b in zip(early, late, strict=True)) / steady_s
     return {
-        "drivers": drivers, "processes": processes, "target_per_s": target, "achieved_per_s": round(rate, 1),
+        "drivers": drivers, "processes": processes, "riders_per_minute": riders,
+        "target_per_s": target, "achieved_per_s": round(rate, 1),
         "rate_error_pct": round(error * 100, 2), "worst_window_error_pct": max(windows, default=0.0, key=abs),
         "sent": sent, "acked": acked, "failed": failed,
         "max_lag_ms": max(lags, default=0), "skipped_ahead": skipped,
@@ -247,16 +255,19 @@ def paced_run(args: argparse.Namespace, topic: str, drivers: int, processes: int
 def part_paced(args: argparse.Namespace, topic: str) -> list[dict]:
     print(f"\n[paced] python -m simulator, {args.duration:g} s per run, interval {args.interval:g} s, "
           f"linger {args.linger_ms} ms, batch {args.batch_size} bytes")  # fmt: skip
-    print(f"{'drivers':>8} {'procs':>5} {'target/s':>9} {'achieved/s':>10} {'error':>7} {'worst 5s':>8} "
-          f"{'max lag':>8} {'acked':>6} {'CPU main':>8} {'sender':>7} {'broker':>7}  sustained")  # fmt: skip
+    print(f"{'drivers':>8} {'procs':>5} {'riders/min':>10} {'target/s':>9} {'achieved/s':>10} {'error':>7} "
+          f"{'worst 5s':>8} {'max lag':>8} {'acked':>6} {'CPU main':>8} {'sender':>7} {'broker':>7}  "
+          "sustained")  # fmt: skip
     rows = []
+    rider_rates = [float(r) for r in args.riders_per_minute.split(",")]
     for processes in (int(p) for p in args.processes.split(",")):
-        for drivers in (int(d) for d in args.drivers.split(",")):
-            row = paced_run(args, topic, drivers, processes)
+        for drivers, riders in product((int(d) for d in args.drivers.split(",")), rider_rates):
+            row = paced_run(args, topic, drivers, processes, riders)
             rows.append(row)
             acked = "all" if row["acked"] == row["sent"] else f"{row['acked'] / row['sent']:.1%}"
             broker = f"{row['cpu_broker_pct']}%" if row["cpu_broker_pct"] is not None else "-"
-            print(f"{drivers:>8} {processes:>5} {row['target_per_s']:>9,.0f} {row['achieved_per_s']:>10,.1f} "
+            print(f"{drivers:>8} {processes:>5} {riders:>10g} {row['target_per_s']:>9,.0f} "
+                  f"{row['achieved_per_s']:>10,.1f} "
                   f"{row['rate_error_pct']:>+6.2f}% {row['worst_window_error_pct']:>+7.1f}% "
                   f"{row['max_lag_ms']:>6} ms {acked:>6} {row['cpu_main_thread_pct']:>7}% "
                   f"{row['cpu_sender_threads_pct']:>6}% {broker:>7}  {'yes' if row['sustained'] else 'NO'}")  # noqa: E501  # fmt: skip
@@ -340,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         if "profile" in parts:
             result["profile"] = part_profile(args, topic)
     finally:
-        admin.delete_topics([topic])
+        # The simulator made the ride topics of runs with riders.
+        admin.delete_topics([t for t in admin.list_topics() if t == topic or t.startswith(f"{topic}-")])
         admin.close()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -16,8 +16,16 @@ from bus.runtime import (
 )
 from fleet.geo import AREAS, BBox
 from fleet.schema import MAX_DRIVER_ID_CHARS
-from fleet.settings import DRIVER_TOPIC, KAFKA_BOOTSTRAP_SERVERS, LOG_LEVEL, SettingError
+from fleet.settings import (
+    DRIVER_TOPIC,
+    KAFKA_BOOTSTRAP_SERVERS,
+    LOG_LEVEL,
+    RIDE_MATCH_TOPIC,
+    RIDE_REQUEST_TOPIC,
+    SettingError,
+)
 from simulator import settings
+from simulator.dispatch import RiderOptions
 from simulator.fleet_model import Fleet, FleetConfig
 from simulator.motion import DrivingStyle
 from simulator.producer import ProducerOptions, RunConfig, run
@@ -56,6 +64,9 @@ def main_parser() -> argparse.ArgumentParser:
         help=f"{settings.STREET_GRID.help} [env {settings.STREET_GRID.name}; default: %(default)s]",
     )
     add_setting_flag(parser, "--grid-bearing", settings.GRID_BEARING, "DEGREES")
+    add_setting_flag(parser, "--riders-per-minute", settings.RIDERS_PER_MINUTE, "R")
+    add_setting_flag(parser, "--request-topic", RIDE_REQUEST_TOPIC, "NAME")
+    add_setting_flag(parser, "--match-topic", RIDE_MATCH_TOPIC, "NAME")
     add_setting_flag(parser, "--flush-timeout", settings.FLUSH_TIMEOUT, "SECONDS")
     add_setting_flag(parser, "--linger-ms", settings.LINGER_MS, "MS")
     add_setting_flag(parser, "--batch-size", settings.BATCH_SIZE, "BYTES")
@@ -94,7 +105,7 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
     return config
 
 
-def run_config(args: argparse.Namespace, progress: bool) -> RunConfig:
+def run_config(args: argparse.Namespace, progress: bool, seed: int) -> RunConfig:
     return RunConfig(
         bootstrap=args.bootstrap_servers,
         topic=args.topic,
@@ -104,6 +115,8 @@ def run_config(args: argparse.Namespace, progress: bool) -> RunConfig:
         producer=ProducerOptions(linger_ms=args.linger_ms, batch_size=args.batch_size, compression=args.compression),
         progress=progress,
         flush_timeout_s=args.flush_timeout,
+        riders=RiderOptions(args.riders_per_minute, args.request_topic, args.match_topic),
+        seed=seed,
     )
 
 
@@ -126,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "simulator started: %d drivers in %s%s, seed %d (--seed %d replays these positions)",
         config.drivers, describe_area(args), " on a street grid" if config.street_grid else "", seed, seed,
     )  # fmt: skip
-    totals = run(fleet, run_config(args, progress=sys.stderr.isatty()), stop)
+    totals = run(fleet, run_config(args, progress=sys.stderr.isatty(), seed=seed), stop)
     print(totals.line(), flush=True)
     return 0
 

@@ -2,7 +2,11 @@
 
 Fixes are spread evenly over the interval: slot ``k`` belongs to driver ``k % N`` and falls
 ``k * interval / N`` seconds after the start. Between two of its slots a driver moves exactly one
-interval, so positions depend on the seed and the flags only, never on how late the machine is.
+interval, so positions depend on the seed and the flags only, never on how late the machine is
+(unless riders are matched to drivers: when an answer arrives depends on the clock).
+
+A driver matched to a rider (:meth:`Fleet.assign_ride`) carries out the ride (``simulator.rides``)
+and is left alone by the random status mix until it drops the rider off.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ import random
 from dataclasses import dataclass, field
 
 from fleet.geo import AREAS, BBox
+from fleet.rides import RideMatch
 from fleet.schema import Fix
 from simulator import settings
 from simulator.motion import Car, DrivingStyle, OpenRoads, Roads, StreetGrid
+from simulator.rides import DONE, NEAR_DRIVER_M, NEAR_DRIVER_SHARE, Ride, RideTiming, anywhere, new_ride, place
 from simulator.status import AVAILABLE, OFFLINE, ON_TRIP, StatusMix
 
 
@@ -28,6 +34,7 @@ class FleetConfig:
     grid_bearing: float = settings.GRID_BEARING.default
     style: DrivingStyle = field(default_factory=DrivingStyle)
     mix: StatusMix = field(default_factory=StatusMix)
+    timing: RideTiming = field(default_factory=RideTiming)
 
     def driver_id(self, index: int) -> str:
         return f"{self.id_prefix}{self.first_id + index:05d}"
@@ -50,6 +57,7 @@ class Driver:
     status: str
     status_until: float  # seconds since the start of the run
     seq: int = 0  # fixes sent so far; the next fix carries this number
+    ride: Ride | None = None  # the rider this driver is matched to, until the drop-off
 
     def fix(self, timestamp: float) -> Fix:
         car = self.car
@@ -70,6 +78,9 @@ class Fleet:
             else OpenRoads(config.area, config.style)
         )
         self.drivers = [self._new_driver(i) for i in range(config.drivers)]
+        self.by_id = {driver.driver_id: driver for driver in self.drivers}
+        self.rides_in_progress = 0
+        self.rides_completed = 0
 
     def _new_driver(self, index: int) -> Driver:
         car = self.roads.place(self.rng)
@@ -95,8 +106,51 @@ class Fleet:
         else:
             if slot >= config.drivers:
                 self.roads.advance(driver.car, config.interval_s, self.rng)
-            self._update_status(driver, now)
+            if driver.ride is not None:
+                self._follow_ride(driver, now)
+            else:
+                self._update_status(driver, now)
         return driver.fix(timestamp)
+
+    def assign_ride(self, match: RideMatch, pickup: tuple[float, float], now: float) -> Ride | None:
+        """Send the matched driver to the rider at ``pickup``: ``on_trip`` from its next fix on.
+
+        The match wins over whatever the random mix had planned (a trip of its own, pulling over,
+        even a spell offline that began after the matcher last saw the driver free). None when
+        the driver is not one of ours, or is already carrying out a ride.
+        """
+        driver = self.by_id.get(match.driver_id or "")
+        if driver is None or driver.ride is not None:
+            return None
+        ride = new_ride(match, pickup, self.roads, self.config.timing, self.rng, now)
+        car = driver.car
+        car.pull_over = False
+        car.stop_left = 0.0
+        driver.status = ON_TRIP
+        driver.ride = ride
+        self.roads.head_for(car, ride.goal, self.rng)
+        self.rides_in_progress += 1
+        return ride
+
+    def _follow_ride(self, driver: Driver, now: float) -> None:
+        ride = driver.ride
+        if not ride.update(driver.car, now):
+            return
+        self.roads.head_for(driver.car, ride.goal, self.rng)
+        if ride.phase == DONE:
+            driver.ride = None
+            self.rides_in_progress -= 1
+            self.rides_completed += 1
+            self.set_status(driver, AVAILABLE, now)
+
+    def rider_spot(self, rng: random.Random) -> tuple[float, float]:
+        """Where a new rider stands: usually within walking-and-waiting reach of a free driver."""
+        if rng.random() < NEAR_DRIVER_SHARE:
+            for _ in range(20):
+                driver = rng.choice(self.drivers)
+                if driver.status == AVAILABLE and driver.ride is None:
+                    return place(self.roads, rng, near=(driver.car.lat, driver.car.lon), distance_m=NEAR_DRIVER_M)
+        return anywhere(self.roads, rng)
 
     def _update_status(self, driver: Driver, now: float) -> None:
         car = driver.car
@@ -116,9 +170,9 @@ class Fleet:
             car.pull_over = True  # offline once parked, not in the middle of the road
 
     def start_trip(self, driver: Driver, now: float, duration_s: float) -> None:
-        """Put ``driver`` on a trip of ``duration_s`` seconds, starting with a pick-up stop.
+        """Put ``driver`` on a random trip of ``duration_s`` seconds, starting with a pick-up stop.
 
-        Trips start here both at random and, later, when a rider is matched to the driver.
+        Rides of riders the matcher assigned go through :meth:`assign_ride` instead.
         """
         driver.car.stop_for(self.rng.uniform(*self.config.mix.pickup_stop_s))
         driver.status = ON_TRIP

@@ -12,13 +12,17 @@ import math
 import random
 from dataclasses import dataclass
 
-from fleet.geo import EARTH_RADIUS_M, BBox, bearing_deg, destination
+from fleet.geo import EARTH_RADIUS_M, BBox, bearing_deg, destination, haversine_m
 from simulator import settings
 
 KMH_PER_MPS = 3.6
 M_PER_DEG_LAT = EARTH_RADIUS_M * math.pi / 180.0
 # Long intervals are integrated in steps of at most this, so a 5 s interval still curves smoothly.
 MAX_STEP_S = 1.0
+# A car this close to its goal has arrived: it stops rather than circle the exact point.
+ARRIVED_M = 1.0
+# A goal this close to a grid line is on it (coordinates travel with 6 decimals, ~0.1 m).
+ON_LINE_M = 0.5
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class Car:
     direction: int = 0
     next_turn: int = 0  # at the next intersection: -1 left, 0 straight, +1 right, 2 back
     stop_next: bool = False  # a red light at the next intersection
+    # Where the driver is heading (a rider, a destination), or None to roam; set with Roads.head_for.
+    goal: tuple[float, float] | None = None
 
     @property
     def speed_kmh(self) -> float:
@@ -94,6 +100,18 @@ def approach(speed: float, target: float, accel: float, brake: float, dt: float)
     if target > speed:
         return min(target, speed + accel * dt)
     return max(target, speed - brake * dt)
+
+
+def braking_speed(v0: float, end_speed: float, distance: float, brake: float, dt: float) -> float:
+    """The highest speed at the end of a ``dt`` step from which braking still reaches ``end_speed`` in ``distance``.
+
+    After the step the car is ``distance - (v0 + v1) * dt / 2`` further on, and must be able to
+    brake from ``v1`` to ``end_speed`` over what is left: solve v1^2 <= ve^2 + 2*b*d_left.
+    """
+    c = end_speed**2 + 2.0 * brake * distance - brake * dt * v0
+    if c <= 0.0:
+        return 0.0
+    return (-brake * dt + math.sqrt((brake * dt) ** 2 + 4.0 * c)) / 2.0
 
 
 def angle_diff(from_deg: float, to_deg: float) -> float:
@@ -128,6 +146,15 @@ class OpenRoads:
             cruise=self.style.cruise_speed(rng),
         )
 
+    def roadside(self, lat: float, lon: float) -> tuple[float, float] | None:
+        """Where a car can stop for someone standing at this point: the point itself, if inside the area."""
+        return (lat, lon) if self.area.contains(lat, lon) else None
+
+    def head_for(self, car: Car, goal: tuple[float, float] | None, rng: random.Random) -> None:
+        """Drive towards ``goal`` (stopping there) from the next step on; None to roam again."""
+        car.goal = goal
+        car.homing = False
+
     def advance(self, car: Car, dt: float, rng: random.Random) -> None:
         while dt > 1e-9:
             step = min(dt, MAX_STEP_S)
@@ -137,8 +164,11 @@ class OpenRoads:
     def _step(self, car: Car, dt: float, rng: random.Random) -> None:
         style = self.style
         self._plan(car, dt, rng)
-        self._steer_home(car, rng)
+        if car.goal is None:
+            self._steer_home(car, rng)
         target = 0.0 if car.stop_left > 0.0 or car.pull_over else car.cruise
+        if car.goal is not None:
+            target = min(target, self._steer_to_goal(car, dt))
         if car.homing or abs(car.turn_left) > 30.0:
             target = min(target, style.turn_speed)
         v0, v1 = car.speed, approach(car.speed, target, style.accel_mps2, style.brake_mps2, dt)
@@ -165,12 +195,25 @@ class OpenRoads:
 
     def _plan(self, car: Car, dt: float, rng: random.Random) -> None:
         style = self.style
-        if car.stop_left == 0.0 and car.speed > 0.0 and poisson_event(rng, style.mean_s_between_stops, dt):
+        # A car on its way somewhere neither wanders off nor makes the random stops of roaming
+        # traffic, so it arrives about when the matcher's ETA says.
+        roaming = car.goal is None
+        if roaming and car.stop_left == 0.0 and car.speed > 0.0 and poisson_event(rng, style.mean_s_between_stops, dt):
             car.stop_for(style.stop_duration(rng))
-        if car.turn_left == 0.0 and not car.homing and poisson_event(rng, style.mean_s_between_turns, dt):
+        if roaming and car.turn_left == 0.0 and not car.homing and poisson_event(rng, style.mean_s_between_turns, dt):
             car.turn_left = rng.choice((-90.0, 90.0, -90.0, 90.0, -45.0, 45.0))
         if poisson_event(rng, style.mean_s_between_cruise_changes, dt):
             car.cruise = style.cruise_speed(rng)
+
+    def _steer_to_goal(self, car: Car, dt: float) -> float:
+        """Aim at the goal and return the speed from which the car can still stop on it."""
+        lat, lon = car.goal
+        distance = haversine_m(car.lat, car.lon, lat, lon)
+        if distance < ARRIVED_M:
+            car.turn_left = 0.0
+            return 0.0
+        car.turn_left = angle_diff(car.heading, bearing_deg(car.lat, car.lon, lat, lon))
+        return braking_speed(car.speed, 0.0, distance, self.style.brake_mps2, dt)
 
     def _steer_home(self, car: Car, rng: random.Random) -> None:
         if self._heading_out(car):
@@ -261,9 +304,55 @@ class StreetGrid:
             dt -= step
         self._sync(car)
 
+    def roadside(self, lat: float, lon: float) -> tuple[float, float] | None:
+        """The nearest point of a block (both its corners inside the area) to this point, or None."""
+        point = self._kerb(*self._to_grid(lat, lon))
+        return None if point is None else self._to_latlon(*point)
+
+    def head_for(self, car: Car, goal: tuple[float, float] | None, rng: random.Random) -> None:
+        """Route towards ``goal`` (stopping there) from the next corner on; None to roam again."""
+        car.goal = goal
+        self._plan_corner(car, rng)
+
+    def _kerb(self, a: float, s: float) -> tuple[float, float] | None:
+        """The nearest point on a block of the grid whose two corners are inside the area."""
+        street_a = round(a / self.STREET_SPACING_M) * self.STREET_SPACING_M
+        avenue_s = round(s / self.AVENUE_SPACING_M) * self.AVENUE_SPACING_M
+        below_s = math.floor(s / self.AVENUE_SPACING_M) * self.AVENUE_SPACING_M
+        below_a = math.floor(a / self.STREET_SPACING_M) * self.STREET_SPACING_M
+        on_street = (abs(a - street_a), (street_a, s), (street_a, below_s), (street_a, below_s + self.AVENUE_SPACING_M))
+        on_avenue = (abs(s - avenue_s), (a, avenue_s), (below_a, avenue_s), (below_a + self.STREET_SPACING_M, avenue_s))
+        for _, point, corner1, corner2 in sorted((on_street, on_avenue)):
+            if self._inside(*corner1) and self._inside(*corner2):
+                return point
+        return None
+
+    def _goal_on_grid(self, car: Car) -> tuple[float, float]:
+        a, s = self._to_grid(*car.goal)
+        return self._kerb(a, s) or (a, s)
+
+    def _on_block(
+        self, start: tuple[float, float], direction: int, goal: tuple[float, float], length: float | None = None
+    ) -> float | None:
+        """How far the goal lies ahead of ``start`` in ``direction`` within ``length`` (a block), or None."""
+        sign = 1.0 if direction < 2 else -1.0
+        if direction % 2 == 0:
+            along, across, spacing = (goal[0] - start[0]) * sign, goal[1] - start[1], self.STREET_SPACING_M
+        else:
+            along, across, spacing = (goal[1] - start[1]) * sign, goal[0] - start[0], self.AVENUE_SPACING_M
+        if abs(across) < ON_LINE_M and -ON_LINE_M < along <= (spacing if length is None else length) + ON_LINE_M:
+            return max(along, 0.0)
+        return None
+
     def _step(self, car: Car, dt: float, rng: random.Random) -> None:
         style = self.style
-        if car.stop_left == 0.0 and car.speed > 0.0 and poisson_event(rng, style.mean_s_between_stops * 3, dt):
+        roaming = car.goal is None
+        if (
+            roaming
+            and car.stop_left == 0.0
+            and car.speed > 0.0
+            and poisson_event(rng, style.mean_s_between_stops * 3, dt)
+        ):
             car.stop_for(style.stop_duration(rng))  # double-parked van, pedestrian: not only lights
         if poisson_event(rng, style.mean_s_between_cruise_changes, dt):
             car.cruise = style.cruise_speed(rng)
@@ -293,19 +382,25 @@ class StreetGrid:
             return 0.0
         # Creep up to a red light rather than brake to 0 short of it and never arrive.
         corner_speed = self.CREEP_MPS if car.stop_next else (self.style.turn_speed if car.next_turn else car.cruise)
-        return min(car.cruise, self._braking_curve(car.speed, corner_speed, self._to_corner(car), dt))
+        brake = self.style.brake_mps2
+        target = min(car.cruise, braking_speed(car.speed, corner_speed, self._to_corner(car), brake, dt))
+        if car.goal is not None:
+            # The goal on this block (or straight on past the corner): stop on it.
+            ahead = self._on_block((car.a, car.s), car.direction, self._goal_on_grid(car), self._to_corner(car))
+            if ahead is None and car.next_turn == 0:
+                corner = self._next_corner_ahead(car)
+                beyond = self._on_block(corner, car.direction, self._goal_on_grid(car))
+                ahead = None if beyond is None else beyond + self._to_corner(car)
+            if ahead is not None:
+                target = 0.0 if ahead < ARRIVED_M else min(target, braking_speed(car.speed, 0.0, ahead, brake, dt))
+        return target
 
-    def _braking_curve(self, v0: float, corner_speed: float, distance: float, dt: float) -> float:
-        """The highest speed at the end of this step from which braking still makes the corner.
-
-        After the step the car is ``distance - (v0 + v1) * dt / 2`` from the corner, and must be
-        able to brake from ``v1`` to ``corner_speed`` over it: solve v1^2 <= vc^2 + 2*b*d_left.
-        """
-        b = self.style.brake_mps2
-        c = corner_speed**2 + 2.0 * b * distance - b * dt * v0
-        if c <= 0.0:
-            return 0.0
-        return (-b * dt + math.sqrt((b * dt) ** 2 + 4.0 * c)) / 2.0
+    def _next_corner_ahead(self, car: Car) -> tuple[float, float]:
+        distance = self._to_corner(car)
+        sign = 1.0 if car.direction < 2 else -1.0
+        if car.direction % 2 == 0:
+            return car.a + sign * distance, car.s
+        return car.a, car.s + sign * distance
 
     def _to_corner(self, car: Car) -> float:
         spacing = self.STREET_SPACING_M if car.direction % 2 == 0 else self.AVENUE_SPACING_M
@@ -328,8 +423,15 @@ class StreetGrid:
         car.direction = (car.direction + car.next_turn) % 4
 
     def _plan_corner(self, car: Car, rng: random.Random) -> None:
-        """Choose what to do at the next corner: a way that stays inside the area, else turn back."""
-        ahead = self._next_corner(car.a, car.s, car.direction)
+        """Choose what to do at the next corner: a way that stays inside the area, else turn back.
+
+        A car with a goal takes the way that gets it nearest (blocks counted, as a taxi drives).
+        """
+        if car.goal is not None:
+            car.next_turn = self._turn_towards(car, self._goal_on_grid(car))
+            car.stop_next = rng.random() < self.RED_LIGHT_CHANCE
+            return
+        ahead = self._next_corner_ahead(car)
         options = [
             (turn, weight)
             for turn, weight in (self.AVENUE_TURNS if car.direction % 2 == 0 else self.STREET_TURNS)
@@ -340,6 +442,19 @@ class StreetGrid:
         else:
             car.next_turn = 2
         car.stop_next = rng.random() < self.RED_LIGHT_CHANCE
+
+    def _turn_towards(self, car: Car, goal: tuple[float, float]) -> int:
+        corner = self._next_corner_ahead(car)
+        best_turn, best_left = 2, math.inf
+        for turn in (0, -1, 1, 2):
+            direction = (car.direction + turn) % 4
+            if self._on_block(corner, direction, goal) is not None:
+                return turn
+            after = self._next_corner(*corner, direction)
+            left = abs(goal[0] - after[0]) + abs(goal[1] - after[1])
+            if self._inside(*after) and left < best_left:
+                best_turn, best_left = turn, left
+        return best_turn
 
     def _next_corner(self, a: float, s: float, direction: int) -> tuple[float, float]:
         sign = 1.0 if direction < 2 else -1.0

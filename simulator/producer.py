@@ -10,9 +10,11 @@ the fix is older when it leaves, which the log says, and its speed stays true.
 from __future__ import annotations
 
 import logging
+import random
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -23,6 +25,7 @@ from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect, ensure_topics
 from fleet.schema import encode_fix, encode_key
 from fleet.settings import DRIVER_TOPIC, bootstrap_list
 from simulator import settings
+from simulator.dispatch import Dispatch, RiderOptions, open_match_consumer
 from simulator.fleet_model import Fleet
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,9 @@ class RunConfig:
     producer: ProducerOptions = ProducerOptions()
     progress: bool = False
     flush_timeout_s: float = settings.FLUSH_TIMEOUT.default
+    riders: RiderOptions = RiderOptions()
+    # Seeds where riders ask (not when answers come back: that depends on the clock).
+    seed: int = 0
 
 
 class Delivery:
@@ -180,7 +186,11 @@ def prepare_topic(config: RunConfig, stop: threading.Event) -> bool:
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
         )
         try:
-            ensure_topics(admin, {config.topic: config.partitions})
+            topics = {config.topic: config.partitions}
+            if config.riders.per_minute > 0:
+                # The matcher creates these too; whoever starts first does, with the same count.
+                topics |= dict.fromkeys((config.riders.request_topic, config.riders.match_topic), config.partitions)
+            ensure_topics(admin, topics)
         finally:
             admin.close()
         return True
@@ -216,6 +226,18 @@ def run(fleet: Fleet, config: RunConfig, stop: threading.Event, progress_stream:
     producer = open_producer(config, stop)
     if producer is None:
         return Totals(0, 0, 0, 0.0, target, connected=False)
+    dispatch = None
+    if config.riders.per_minute > 0:
+        consumer = open_match_consumer(config.bootstrap, config.riders.match_topic, stop)
+        if consumer is None:
+            producer.close(timeout=5)
+            return Totals(0, 0, 0, 0.0, target, connected=False)
+        run_id = uuid.uuid4().hex[:8]
+        dispatch = Dispatch(fleet, config.riders, producer, consumer, random.Random(f"riders-{config.seed}"), run_id)
+        log.info(
+            "riders: %g requests a minute to %s (ids sim-%s-...), answers read from %s",
+            config.riders.per_minute, config.riders.request_topic, run_id, config.riders.match_topic,
+        )  # fmt: skip
     delivery = Delivery()
     progress = Progress(progress_stream) if config.progress else None
     if progress:
@@ -223,11 +245,13 @@ def run(fleet: Fleet, config: RunConfig, stop: threading.Event, progress_stream:
             handler.addFilter(progress.filter)
     started = time.monotonic()
     try:
-        Pacer(fleet, config, producer, delivery, progress).loop(stop)
+        Pacer(fleet, config, producer, delivery, progress, dispatch).loop(stop)
     except KeyboardInterrupt:
         log.warning("second signal: stopping at once")
     finally:
         seconds = time.monotonic() - started
+        if dispatch is not None:
+            dispatch.close()
         finish(producer, delivery, config.flush_timeout_s)
         if progress:
             progress.clear()
@@ -240,9 +264,16 @@ class Pacer:
     """The send loop: slots on a fixed schedule, sent when due, with reports along the way."""
 
     def __init__(
-        self, fleet: Fleet, config: RunConfig, producer: KafkaProducer, delivery: Delivery, progress: Progress | None
+        self,
+        fleet: Fleet,
+        config: RunConfig,
+        producer: KafkaProducer,
+        delivery: Delivery,
+        progress: Progress | None,
+        dispatch: Dispatch | None = None,
     ) -> None:
         self.fleet = fleet
+        self.dispatch = dispatch
         self.config = config
         self.producer = producer
         self.delivery = delivery
@@ -326,6 +357,8 @@ class Pacer:
             future.add_errback(delivery.on_error)
 
     def housekeeping(self, now: float) -> None:
+        if self.dispatch is not None:
+            self.dispatch.tick(now - self.start, now + self.epoch_offset, self.fleet.slot_time(self.slot))
         if now >= self.next_report:
             self.report(now)
         if self.progress and now >= self.next_progress:
@@ -334,7 +367,10 @@ class Pacer:
             self.progress.draw(self.delivery, self.delivery.sent / elapsed, self.online_rate(), self.lag, elapsed)
 
     def report(self, now: float) -> None:
-        log.info("%s", self.window.line(now, self.delivery, self.online_rate()))
+        line = self.window.line(now, self.delivery, self.online_rate())
+        if self.dispatch is not None:
+            line += "; " + self.dispatch.summary()
+        log.info("%s", line)
         waiting = self.delivery.unconfirmed
         if self.delivery.acked == self.window.acked and waiting and now - self.window.start >= REPORT_EVERY_S:
             log.warning(

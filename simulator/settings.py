@@ -30,6 +30,15 @@ def non_negative_int(raw: str) -> int:
     return value
 
 
+def non_negative_number(raw: str) -> float:
+    value = number(raw)
+    if value < 0:
+        raise ValueError(f"{raw} is negative")
+    if value == float("inf"):
+        raise ValueError(f"{raw!r} is not a finite number")
+    return value
+
+
 def share(raw: str) -> float:
     value = number(raw)
     if not 0.0 <= value < 1.0:
@@ -81,6 +90,12 @@ STREET_GRID = Setting(
 )
 GRID_BEARING = Setting(
     "SIMULATOR_GRID_BEARING", 29.0, "Bearing of the grid's avenues, degrees from north (Manhattan: 29).", number
+)
+RIDERS_PER_MINUTE = Setting(
+    "SIMULATOR_RIDERS_PER_MINUTE",
+    0.0,
+    "Ride requests per minute sent to the matcher (Poisson arrivals); matched drivers carry the riders. 0: no riders.",
+    non_negative_number,
 )
 FLUSH_TIMEOUT = Setting(
     "SIMULATOR_FLUSH_TIMEOUT", 15.0, "Seconds to wait at shutdown for Kafka to answer for every fix.", positive_float

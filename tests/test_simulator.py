@@ -172,6 +172,8 @@ def test_the_classic_tutorial_consumer_reads_our_messages(kafka_bootstrap, make_
         (["--area", "atlantis"], "argument --area: unknown area 'atlantis'"),
         (["--on-trip-share", "0.8", "--offline-share", "0.3"], "their sum must be below 1"),
         (["--wings", "2"], "unrecognized arguments: --wings 2"),
+        (["--riders-per-minute", "-3"], "argument --riders-per-minute: -3 is negative"),
+        (["--riders-per-minute", "lots"], "argument --riders-per-minute: 'lots' is not a number"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(flags, message):

@@ -25,7 +25,8 @@ from fleet.settings import KAFKA_BOOTSTRAP_SERVERS  # noqa: E402
 COMPONENTS = [
     ("dashboard", ["-m", "dashboard"]),
     ("matcher", ["-m", "matcher"]),
-    ("simulator", ["-m", "simulator"]),
+    # A dozen riders a minute keeps a 200-driver fleet busy without running out of free drivers.
+    ("simulator", ["-m", "simulator", "--riders-per-minute", "12"]),
 ]
 
 
