@@ -70,7 +70,7 @@ class GridBackground(MacroElement):
                   return tile;
                 },
               });
-              new Grid({ className: "grid-background", maxZoom: {{ this.max_zoom }} }).addTo(map);
+              new Grid({ className: "grid-background", maxZoom: {{ this.max_zoom }}, zIndex: 0 }).addTo(map);
             })({{ this._parent.get_name() }});
         {% endmacro %}
         """
@@ -121,9 +121,9 @@ def build_map(settings: PageSettings, leaflet_js: str, leaflet_css: str, module_
     # Per map instance: assigning new lists leaves folium's class-level defaults to other maps.
     fmap.default_js = [("leaflet", leaflet_js)]
     fmap.default_css = [("leaflet_css", leaflet_css)]
-    if settings.tiles_off:
-        GridBackground().add_to(fmap)
-    else:
+    # The grid always lies beneath: tiles that cannot load (no internet) leave a map that still looks intentional.
+    GridBackground().add_to(fmap)
+    if not settings.tiles_off:
         folium.TileLayer(
             tiles=settings.tile_url, attr=settings.tile_attribution, name="tiles", max_zoom=MAX_ZOOM
         ).add_to(fmap)
@@ -160,7 +160,6 @@ def index() -> str:
         import_map={"imports": {"socket.io-client": url_for("page.vendor", filename=SOCKET_IO_JS)}},
         # The auth guard let this request in, so it may hand the token to its own Socket.IO client.
         token=current_app.config.get("DASHBOARD_TOKEN") or "",
-        tiles_off=settings.tiles_off,
     )
 
 

@@ -52,7 +52,11 @@ def test_openstreetmap_tiles_with_attribution_by_default():
     parts = render(PageSettings())
     assert OSM_TILES in parts.script
     assert "https://www.openstreetmap.org/copyright" in parts.script and "contributors" in parts.script
-    assert "L.GridLayer.extend" not in parts.script
+
+
+def test_tiles_lie_over_the_grid_so_a_machine_without_internet_still_shows_a_grid():
+    parts = render(PageSettings())
+    assert parts.script.index("L.GridLayer.extend") < parts.script.index("L.tileLayer")
 
 
 def test_own_tile_server_and_attribution():
