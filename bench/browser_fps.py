@@ -1,0 +1,216 @@
+"""The map page in headless Chromium with 1,000, 10,000 and 30,000 moving drivers: frame rate and heap.
+
+For each fleet size: a fresh topic, ``python -m simulator`` (paced, 1 s interval; two from 20,000 drivers), ``python -m
+dashboard`` with tiles off (``TILE_URL=none``), and the page in Debian's chromium driven by
+Playwright (the flags of tests/test_page_browser.py). Once the page holds the whole fleet, --reps
+windows of --duration seconds each record every ``requestAnimationFrame`` timestamp: frames per
+second, the 95th/99th percentile and worst frame interval, the share of frames over 33 ms, the page's
+own cost per frame (``fleetDebug.frameCost()``: what our code spends in each frame), the JS heap
+(CDP ``Runtime.getHeapUsage``) and the CPU of Chromium's processes. Medians over the windows.
+
+    .venv/bin/python -m bench browser
+    .venv/bin/python -m bench.browser_fps --drivers 10000 --reps 3 --duration 20
+
+Prints a table and writes bench/results/browser_fps.json; a screenshot per fleet size goes to
+test-artifacts/bench-logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from playwright.sync_api import Browser, sync_playwright
+
+from bench.common import (
+    CHROMIUM,
+    DASHBOARD_ENV,
+    LOG_DIR,
+    Child,
+    Topic,
+    bench_parser,
+    command_line,
+    dashboard_command,
+    http_ok,
+    medians,
+    parse_and_describe,
+    percentile,
+    print_table,
+    result_path,
+    simulator_commands,
+    stop_all,
+    wait_until,
+    write_result,
+)
+from tests.conftest import free_port
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+VIEWPORT = {"width": 1280, "height": 800}
+TARGET_FPS = 30.0
+SLOW_FRAME_MS = 1000.0 / TARGET_FPS
+QUICK = {"drivers": "1000,10000", "duration": 5.0, "reps": 1}
+# Records every animation frame's timestamp for ``ms`` milliseconds, and the page's own cost each second.
+MEASURE_JS = """
+(ms) => new Promise((resolve) => {
+  const stamps = [];
+  const costs = [];
+  const start = performance.now();
+  const timer = setInterval(() => { const c = fleetDebug.frameCost(); if (c) costs.push(c); }, 1000);
+  function step(t) {
+    stamps.push(t);
+    if (t - start < ms) { requestAnimationFrame(step); return; }
+    clearInterval(timer);
+    resolve({stamps, costs, drivers: fleetDebug.drivers(), drawn: fleetDebug.drawn(),
+             jsHeapUsed: performance.memory ? performance.memory.usedJSHeapSize : null});
+  }
+  requestAnimationFrame(step);
+})
+"""
+
+
+def main_parser() -> argparse.ArgumentParser:
+    parser = bench_parser("bench.browser_fps", __doc__, QUICK, "browser_fps")
+    parser.add_argument("--drivers", default="1000,10000,30000", help="fleet sizes, drivers at 1 Hz")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per measured window")
+    parser.add_argument("--reps", type=int, default=3, help="windows per fleet size (medians reported)")
+    parser.add_argument("--profile", action="store_true",
+                        help="then V8's sampling profiler for one more window: where the page's time goes")  # fmt: skip
+    return parser
+
+
+def chromium_cpu_s() -> float:
+    """CPU seconds of every chromium process (browser, renderer, utility) so far."""
+    total = 0.0
+    for process in psutil.process_iter(["exe", "cpu_times"]):
+        if process.info["exe"] and process.info["exe"].startswith("/usr/lib/chromium") and process.info["cpu_times"]:
+            total += process.info["cpu_times"].user + process.info["cpu_times"].system
+    return total
+
+
+def frame_figures(measured: dict[str, Any], heap: dict[str, Any], cpu_s: float) -> dict[str, Any]:
+    stamps = measured["stamps"]
+    intervals = sorted(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+    seconds = (stamps[-1] - stamps[0]) / 1000.0
+    costs = measured["costs"]
+    return {
+        "fps": round((len(stamps) - 1) / seconds, 1),
+        "frame_p50_ms": round(percentile(intervals, 50), 1),
+        "frame_p95_ms": round(percentile(intervals, 95), 1),
+        "frame_p99_ms": round(percentile(intervals, 99), 1),
+        "frame_max_ms": round(intervals[-1], 1),
+        "slow_frames_share": round(sum(i > SLOW_FRAME_MS for i in intervals) / len(intervals), 4),
+        "page_cost_mean_ms": round(statistics.fmean(c["meanMs"] for c in costs), 2) if costs else None,
+        "page_cost_max_ms": round(max(c["maxMs"] for c in costs), 1) if costs else None,
+        "drivers_held": measured["drivers"],
+        "drivers_drawn": measured["drawn"],
+        "js_heap_used_mib": round(heap["usedSize"] / 2**20, 1),
+        "js_heap_total_mib": round(heap["totalSize"] / 2**20, 1),
+        "chromium_cpu_pct": round(100 * cpu_s / seconds, 1),
+    }
+
+
+def measure_fleet(browser: Browser, args: argparse.Namespace, drivers: int) -> dict[str, Any]:
+    with Topic(args.bootstrap_servers, "browser") as topic:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        command = dashboard_command(port, topic.name, args.bootstrap_servers)
+        dashboard = Child(f"browser-dashboard-{drivers}", command, DASHBOARD_ENV)
+        children = [dashboard]
+        context = None
+        profile = None
+        try:
+            wait_until(lambda: http_ok(base + "/healthz"), 60, "the dashboard is healthy", children)
+            total_s = 60 + args.reps * (args.duration + 5)
+            commands = simulator_commands(drivers, topic.name, args.bootstrap_servers, total_s)
+            children += [Child(f"browser-simulator-{drivers}-{i}", c) for i, c in enumerate(commands)]
+            context = browser.new_context(viewport=VIEWPORT)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(base + "/")
+            page.wait_for_function("n => window.fleetDebug && fleetDebug.drivers() >= n", arg=drivers,
+                                   timeout=90_000, polling=500)  # fmt: skip
+            time.sleep(3.0)  # the fit-to-fleet animation and the first full frames
+            page.screenshot(path=LOG_DIR / f"browser-{drivers}.png")
+            cdp = context.new_cdp_session(page)
+            windows = []
+            for rep in range(args.reps):
+                cpu0 = chromium_cpu_s()
+                measured = page.evaluate(MEASURE_JS, args.duration * 1000)
+                cpu = chromium_cpu_s() - cpu0
+                heap = cdp.send("Runtime.getHeapUsage")
+                windows.append(frame_figures(measured, heap, cpu))
+                w = windows[-1]
+                print(f"  window {rep + 1}: {w['fps']} fps, p95 {w['frame_p95_ms']} ms, page cost "
+                      f"{w['page_cost_mean_ms']} ms/frame, heap {w['js_heap_used_mib']} MiB", flush=True)  # fmt: skip
+            profile = page_profile(cdp, args.duration) if args.profile else None
+        finally:
+            if context is not None:
+                context.close()
+            stop_all(reversed(children))
+    result = {"drivers": drivers, "page_errors": errors, "windows": windows, "median": medians(windows)}
+    if profile is not None:
+        result["profile"] = profile
+        print("  profile (self time): " + ", ".join(f"{f['self_pct']}% {f['function']}" for f in profile[:8]))
+    return result
+
+
+def page_profile(cdp: Any, seconds: float, top: int = 15) -> list[dict[str, Any]]:
+    """Self time by function over ``seconds`` from V8's sampling profiler (CDP ``Profiler``), idle included."""
+    cdp.send("Profiler.enable")
+    cdp.send("Profiler.setSamplingInterval", {"interval": 1000})
+    cdp.send("Profiler.start")
+    time.sleep(seconds)
+    profile = cdp.send("Profiler.stop")["profile"]
+    names = {}
+    for node in profile["nodes"]:
+        frame = node["callFrame"]
+        where = Path(frame["url"]).name if frame["url"] else ""
+        names[node["id"]] = f"{frame['functionName'] or '(anonymous)'} {where}:{frame['lineNumber'] + 1}".strip()
+    counts: dict[str, int] = {}
+    for node_id in profile["samples"]:
+        counts[names[node_id]] = counts.get(names[node_id], 0) + 1
+    total = sum(counts.values()) or 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+    return [{"function": name, "self_pct": round(100 * n / total, 1)} for name, n in ranked]
+
+
+COLUMNS = [
+    ("drivers", "drivers", ","), ("drivers_drawn", "drawn", ",.0f"), ("fps", "fps", ".1f"),
+    ("frame_p50_ms", "p50 ms", ".1f"), ("frame_p95_ms", "p95 ms", ".1f"), ("frame_p99_ms", "p99 ms", ".1f"),
+    ("frame_max_ms", "max ms", ".0f"), ("slow_frames_share", "frames > 33 ms", ".1%"),
+    ("page_cost_mean_ms", "page ms/frame", ".2f"), ("js_heap_used_mib", "JS heap MiB", ".1f"),
+    ("chromium_cpu_pct", "chromium CPU %", ".0f"), ("meets_30_fps", ">= 30 fps", ""),
+]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, info = parse_and_describe(main_parser(), argv, QUICK, "browser")
+    results = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for drivers in (int(d) for d in args.drivers.split(",")):
+                print(f"\n[browser] {drivers} drivers: {args.reps} x {args.duration:g} s", flush=True)
+                results.append(measure_fleet(browser, args, drivers))
+        finally:
+            browser.close()
+    rows = [{**r["median"], "drivers": r["drivers"], "meets_30_fps": r["median"]["fps"] >= TARGET_FPS}
+            for r in results]  # fmt: skip
+    print_table(f"the map page, medians of {args.reps} windows of {args.duration:g} s", rows, COLUMNS)
+    command = command_line("bench.browser_fps", argv)
+    write_result(args.json or result_path("browser_fps", args.quick),
+                 {"machine": info, "command": command, "configuration": vars(args) | {"json": None},
+                  "fleets": results})  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
