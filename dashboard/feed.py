@@ -28,12 +28,12 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
-from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect
-from bus.deadletter import dead_letter_producer, ensure_dead_letter_topic, send_dead_letter
+from bus.clients import BOOTSTRAP_TIMEOUT_MS, consume_until_stopped
+from bus.deadletter import DeadLetterSink
 from dashboard.settings import DashboardSettings
 from fleet.schema import Fix, InvalidMessage, parse_fix
 from fleet.settings import bootstrap_list
@@ -128,9 +128,14 @@ class KafkaFeed:
         self._readback_ends: dict[int, int] = {}
         self._readback_started = time.monotonic()
         self._readback_records = 0
-        self._dead_letters: KafkaProducer | None = None
-        self.dead_letter_failures = 0
         self.client_id = f"dashboard-{socket.gethostname()}-{os.getpid()}"
+        self._dead_letters = DeadLetterSink(
+            settings.bootstrap_servers,
+            client_id=self.client_id + "-dlq",
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+            max_block_ms=DEAD_LETTER_MAX_BLOCK_MS,
+        )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Ask the consumer to finish and wait for it to close its clients."""
@@ -152,19 +157,11 @@ class KafkaFeed:
 
     def _run(self) -> None:
         self._publish(running=True, error=f"Kafka at {self.settings.bootstrap_servers} is not reachable yet")
-        while not self._stop.is_set():
-            consumer = connect(self._new_consumer, "dashboard consumer", self.settings.bootstrap_servers, self._stop)
-            if consumer is None:
-                break
-            try:
-                self._consume(consumer)
-            except Exception as e:  # a broken consumer is replaced; it never ends the dashboard
-                log.warning("consumer failed (%s: %s); reconnecting", type(e).__name__, e)
-                self._publish(connected=False, error=f"consumer failed: {type(e).__name__}: {e}")
-                self._stop.wait(1.0)
-            finally:
-                consumer.close()
-        self._close_dead_letters()
+        consume_until_stopped(
+            self._new_consumer, self._consume, "dashboard consumer", self.settings.bootstrap_servers, self._stop,
+            on_failure=lambda e: self._publish(connected=False, error=f"consumer failed: {type(e).__name__}: {e}"),
+        )  # fmt: skip
+        self._dead_letters.close()
         self._publish(running=False, connected=False, error="consumer stopped")
         log.info("consumer stopped")
 
@@ -275,45 +272,7 @@ class KafkaFeed:
         self._batches.append(batch)
 
     def _dead_letter(self, record: ConsumerRecord, error: InvalidMessage) -> bool:
-        if not self.settings.dead_letter:
-            return False
-        try:
-            producer = self._dead_letters or self._open_dead_letters()
-            future = send_dead_letter(
-                producer, record.topic, record.partition, record.offset, record.key, record.value,
-                record.headers, error.reason, error.detail,
-            )  # fmt: skip
-        except KafkaError as e:
-            self._dead_letter_failed(e)
-            return False
-        future.add_errback(self._dead_letter_failed)
-        return True
-
-    def _open_dead_letters(self) -> KafkaProducer:
-        admin = KafkaAdminClient(bootstrap_servers=self._bootstrap, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
-        try:
-            name = ensure_dead_letter_topic(admin, self.settings.topic)
-        finally:
-            admin.close()
-        self._dead_letters = dead_letter_producer(
-            self.settings.bootstrap_servers,
-            client_id=self.client_id + "-dlq",
-            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
-            max_block_ms=DEAD_LETTER_MAX_BLOCK_MS,
-        )
-        log.info("dead-lettering refused messages to %s", name)
-        return self._dead_letters
-
-    def _dead_letter_failed(self, error: BaseException) -> None:
-        self.dead_letter_failures += 1
-        if self.dead_letter_failures in (1, 10, 100) or self.dead_letter_failures % 1000 == 0:
-            log.warning("could not dead-letter a refused message (%s); %d so far", error, self.dead_letter_failures)
-
-    def _close_dead_letters(self) -> None:
-        if self._dead_letters is not None:
-            self._dead_letters.close(timeout=5)
-            self._dead_letters = None
+        return self.settings.dead_letter and self._dead_letters.send(record, error.reason, error.detail)
 
     def _probe(self, consumer: KafkaConsumer) -> None:
         """Ask for end offsets: lag for the stats, and whether Kafka answers at all."""
