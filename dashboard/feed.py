@@ -107,6 +107,17 @@ class FeedStatus:
         return sum(lags) if lags else None
 
 
+def dead_letter_sink(bootstrap: str, client_id: str) -> DeadLetterSink:
+    """Where a dashboard consumer copies refused records: short waits, so Kafka away never stalls the map."""
+    return DeadLetterSink(
+        bootstrap,
+        client_id=client_id + "-dlq",
+        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+        max_block_ms=DEAD_LETTER_MAX_BLOCK_MS,
+    )
+
+
 class KafkaFeed:
     """Consumes ``settings.topic`` in :meth:`run` (a green thread); the tick task calls :meth:`drain`."""
 
@@ -129,13 +140,7 @@ class KafkaFeed:
         self._readback_started = time.monotonic()
         self._readback_records = 0
         self.client_id = f"dashboard-{socket.gethostname()}-{os.getpid()}"
-        self._dead_letters = DeadLetterSink(
-            settings.bootstrap_servers,
-            client_id=self.client_id + "-dlq",
-            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
-            max_block_ms=DEAD_LETTER_MAX_BLOCK_MS,
-        )
+        self._dead_letters = dead_letter_sink(settings.bootstrap_servers, self.client_id)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Ask the consumer to finish and wait for it to close its clients."""

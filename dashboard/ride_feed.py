@@ -31,14 +31,13 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from bus.clients import BOOTSTRAP_TIMEOUT_MS, consume_until_stopped
-from bus.deadletter import DeadLetterSink
 from dashboard.feed import (
-    DEAD_LETTER_MAX_BLOCK_MS,
     FETCH_MAX_WAIT_MS,
     POLL_TIMEOUT_MS,
     PROBE_TIMEOUT_MS,
     QUEUE_BATCHES,
     RECONNECT_BACKOFF_MAX_MS,
+    dead_letter_sink,
 )
 from dashboard.settings import DashboardSettings
 from fleet.rides import RideMatch, RideRequest, parse_match, parse_request
@@ -93,13 +92,7 @@ class RideFeed:
         self._finished = threading.Event()
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, kept across reconnects
         self.client_id = f"dashboard-rides-{socket.gethostname()}-{os.getpid()}"
-        self._dead_letters = DeadLetterSink(
-            settings.bootstrap_servers,
-            client_id=self.client_id + "-dlq",
-            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
-            max_block_ms=DEAD_LETTER_MAX_BLOCK_MS,
-        )
+        self._dead_letters = dead_letter_sink(settings.bootstrap_servers, self.client_id)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
