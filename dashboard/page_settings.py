@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fleet.geo import AREAS, BBox
-from fleet.settings import Setting
+from fleet.settings import Setting, read_fields, setting_field
 
 OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
@@ -56,9 +56,9 @@ MAP_AREA = Setting(
 class PageSettings:
     """Everything the map page is configured with."""
 
-    tile_url: str = TILE_URL.default
-    tile_attribution: str = TILE_ATTRIBUTION.default
-    area: str = MAP_AREA.default
+    tile_url: str = setting_field(TILE_URL)
+    tile_attribution: str = setting_field(TILE_ATTRIBUTION)
+    area: str = setting_field(MAP_AREA)
 
     @property
     def tiles_off(self) -> bool:
@@ -71,4 +71,4 @@ class PageSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PageSettings:
         """Read every setting; raises :class:`fleet.settings.SettingError` naming the bad variable."""
-        return cls(TILE_URL.read(environ), TILE_ATTRIBUTION.read(environ), MAP_AREA.read(environ))
+        return cls(**read_fields(cls, environ))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fleet import state
@@ -16,6 +16,8 @@ from fleet.settings import (
     parse_bool,
     positive_float,
     positive_int,
+    read_fields,
+    setting_field,
 )
 
 
@@ -81,48 +83,28 @@ DEAD_LETTER = Setting(
 class DashboardSettings:
     """Everything the dashboard process is configured with."""
 
-    host: str = HOST.default
-    port: int = PORT.default
-    topic: str = DRIVER_TOPIC.default
-    bootstrap_servers: str = KAFKA_BOOTSTRAP_SERVERS.default
-    tick_ms: int = TICK_MS.default
-    stale_after_s: float = STALE_AFTER_S.default
-    drop_after_s: float = DROP_AFTER_S.default
-    max_drivers: int = MAX_DRIVERS.default
-    readback_s: float = READBACK_S.default
-    ride_request_topic: str = RIDE_REQUEST_TOPIC.default
-    ride_match_topic: str = RIDE_MATCH_TOPIC.default
-    rides_readback_s: float = RIDES_READBACK_S.default
-    token: str = TOKEN.default
-    cors_origins: tuple[str, ...] = CORS_ORIGINS.default
-    secret_key: str = SECRET_KEY.default
-    dead_letter: bool = DEAD_LETTER.default
+    host: str = setting_field(HOST)
+    port: int = setting_field(PORT)
+    topic: str = setting_field(DRIVER_TOPIC)
+    bootstrap_servers: str = setting_field(KAFKA_BOOTSTRAP_SERVERS)
+    tick_ms: int = setting_field(TICK_MS)
+    stale_after_s: float = setting_field(STALE_AFTER_S)
+    drop_after_s: float = setting_field(DROP_AFTER_S)
+    max_drivers: int = setting_field(MAX_DRIVERS)
+    readback_s: float = setting_field(READBACK_S)
+    ride_request_topic: str = setting_field(RIDE_REQUEST_TOPIC)
+    ride_match_topic: str = setting_field(RIDE_MATCH_TOPIC)
+    rides_readback_s: float = setting_field(RIDES_READBACK_S)
+    token: str = setting_field(TOKEN)
+    cors_origins: tuple[str, ...] = setting_field(CORS_ORIGINS)
+    secret_key: str = setting_field(SECRET_KEY)
+    dead_letter: bool = setting_field(DEAD_LETTER)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DashboardSettings:
         """Read every setting; raises :class:`fleet.settings.SettingError` naming the bad variable."""
-        return cls(**{f.name: SETTINGS[f.name].read(environ) for f in fields(cls)})
+        return cls(**read_fields(cls, environ))
 
     def with_overrides(self, **overrides: Any) -> DashboardSettings:
         """These settings with the given values (None leaves a setting as it is)."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
-
-
-SETTINGS: dict[str, Setting] = {
-    "host": HOST,
-    "port": PORT,
-    "topic": DRIVER_TOPIC,
-    "bootstrap_servers": KAFKA_BOOTSTRAP_SERVERS,
-    "tick_ms": TICK_MS,
-    "stale_after_s": STALE_AFTER_S,
-    "drop_after_s": DROP_AFTER_S,
-    "max_drivers": MAX_DRIVERS,
-    "readback_s": READBACK_S,
-    "ride_request_topic": RIDE_REQUEST_TOPIC,
-    "ride_match_topic": RIDE_MATCH_TOPIC,
-    "rides_readback_s": RIDES_READBACK_S,
-    "token": TOKEN,
-    "cors_origins": CORS_ORIGINS,
-    "secret_key": SECRET_KEY,
-    "dead_letter": DEAD_LETTER,
-}

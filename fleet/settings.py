@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 REGISTRY: dict[str, Setting] = {}
@@ -39,6 +39,16 @@ class Setting:
             return self.parse(raw)
         except ValueError as e:
             raise SettingError(f"{self.name}={raw!r} is not valid: {e}") from e
+
+
+def setting_field(setting: Setting) -> Any:
+    """A dataclass field whose default is ``setting``'s and which remembers it (see :func:`read_fields`)."""
+    return field(default=setting.default, metadata={"setting": setting})
+
+
+def read_fields(cls: type, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Each :func:`setting_field` of the dataclass ``cls``, read from the environment."""
+    return {f.name: f.metadata["setting"].read(environ) for f in fields(cls) if "setting" in f.metadata}
 
 
 def parse_bool(raw: str) -> bool:
