@@ -89,6 +89,10 @@ class Push:
                 self._clients[sid].needs_snapshot = False
         if stats is not None:
             self._emit("stats", stats, list(ready))
+        self.after_frames(now, ready, stats is not None)
+
+    def after_frames(self, now: float, ready: set[str], stats_tick: bool) -> None:
+        """Hook for events beside the fleet's frames, sent to ``ready``: the clients that could take this tick's."""
 
     def _ready_clients(self) -> set[str]:
         return {sid for sid in self._clients if self._outgoing_packets(sid) == 0}

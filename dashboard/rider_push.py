@@ -59,12 +59,10 @@ class RiderPush(Push):
         if sid in self._clients:
             self._needs_riders.add(sid)
 
-    def tick(self, now: float, stats: dict[str, Any] | None = None) -> None:
-        """The fleet's frame, snapshots and stats, then ``riders`` to whoever is due one."""
-        ready = self._ready_clients()  # before the frames are queued: afterwards nobody looks ready
-        super().tick(now, stats)
+    def after_frames(self, now: float, ready: set[str], stats_tick: bool) -> None:
+        """``riders`` to whoever is due one and was ready for this tick's frames."""
         changed = self._riders.version != self._sent_version
-        if stats is not None or (changed and time.monotonic() - self._sent_at >= RIDERS_MIN_INTERVAL_S):
+        if stats_tick or (changed and time.monotonic() - self._sent_at >= RIDERS_MIN_INTERVAL_S):
             due = set(self._clients)
             self._sent_version = self._riders.version
             self._sent_at = time.monotonic()
