@@ -13,7 +13,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from fleet import frames
 from fleet.geo import AREAS
 from fleet.schema import Fix, encode_fix
 from tests.conftest import ARTIFACTS, PYTHON, ROOT, free_port
+from tests.test_frames import D  # the driver shape the encoder reads
 
 pytestmark = pytest.mark.browser
 
@@ -375,26 +375,14 @@ def test_hostile_driver_id_is_shown_as_text_and_runs_nothing(dashboard, kafka_bo
     assert not any(url.endswith("/x") for url in page.requests)
 
 
-@dataclass
-class _Driver:
-    idx: int
-    driver_id: str
-    latitude: float
-    longitude: float
-    timestamp: float
-    heading: float | None
-    speed_kmh: float | None
-    status: str | None
-
-
 def test_records_decode_in_the_browser_as_the_server_encodes_them(dashboard, open_page):
     page = open_page(dashboard + "/")
     t0 = 1_795_000_000.0
     drivers = [
-        _Driver(0, "a", 40.712776, -74.005974, t0 + 0.25, 359.9, 42.5, "available"),
-        _Driver(7, "b", -33.868820, 151.209296, t0 - 3.5, None, None, None),
-        _Driver(2**32 - 1, "c", 89.999999, -179.999999, t0 + 1.0, 0.0, 0.0, "offline"),
-        _Driver(9, "d", 51.5, -0.12, t0 + 0.001, 180.0, 6553.4, "on_trip"),
+        D(0, "a", 40.712776, -74.005974, t0 + 0.25, 359.9, 42.5, "available"),
+        D(7, "b", -33.868820, 151.209296, t0 - 3.5, None, None, None),
+        D(2**32 - 1, "c", 89.999999, -179.999999, t0 + 1.0, 0.0, 0.0, "offline"),
+        D(9, "d", 51.5, -0.12, t0 + 0.001, 180.0, 6553.4, "on_trip"),
     ]
     data = frames.encode_records(drivers, t0)
     decoded = page.page.evaluate(
