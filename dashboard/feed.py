@@ -1,10 +1,17 @@
-"""The dashboard's Kafka consumer: every partition, no consumer group, one green thread.
+"""The dashboard's Kafka consumers: every partition of some topics, no consumer group, one green thread each.
 
-Each dashboard instance shows the whole fleet, so it assigns itself every partition of the topic
-(no group id, nothing committed, no rebalances with other instances). On start it seeks each
-partition to the first record of the last ``readback_s`` seconds (``offsets_for_times``) so a
-restarted dashboard shows the fleet at once. Records are validated here and handed to the tick
-task in batches; refused ones are counted and copied to ``<topic>.dlq``.
+Each dashboard instance shows the whole fleet, so a :class:`Feed` assigns itself every partition of
+its topics (no group id, nothing committed, no rebalances with other instances). A dashboard runs
+two: the driver feed (``driver-location``) and the ride feed (``ride-requests`` and ``ride-matches``,
+read ``read_committed`` so an answer of an aborted matcher transaction never reaches the map). On
+start, and when a topic or partition appears, a feed seeks to the first record of the last
+``readback_s`` seconds (``offsets_for_times``), so a restarted dashboard shows the fleet at once.
+
+Every poll goes through :func:`bus.intake.take`: each record is decoded by its topic's total
+decoder (:mod:`fleet.decode`), the messages are applied by the dashboard in one batch, and a
+refused record is counted by (topic, reason), logged at most once a minute per reason and copied
+to ``<topic>.dlq`` by a :class:`bus.deadletter.DeadLetterSink` that never makes the feed wait. The
+position moves past a record before it is applied: no record is ever read twice in a loop.
 
 Why a green thread and not a real one (measured on this project's 2-core machine, see the report
 of issue 4): both recovered from broker stops and kills within 1-2 s once kafka-python's reconnect
@@ -24,61 +31,61 @@ import os
 import socket
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
 from bus.clients import BOOTSTRAP_TIMEOUT_MS, consume_until_stopped
-from bus.deadletter import DeadLetterSink
-from dashboard.settings import DashboardSettings
-from fleet.schema import Fix, InvalidMessage, parse_fix
+from bus.deadletter import DeadLetterSink, DeadLetterStats
+from bus.intake import Record, RefusalLog, take
+from fleet.decode import Decoder, Refusal
 from fleet.settings import bootstrap_list
 
 log = logging.getLogger(__name__)
 
-# The broker answers a fetch once it holds FETCH_MIN_BYTES for it or after this wait: 500 ms
+# The broker answers a fetch once it holds fetch_min_bytes for it or after this wait: 500 ms
 # (kafka-python's default) would show up as marker lag on a live map; 50 ms costs ~20 empty fetches a second.
 FETCH_MAX_WAIT_MS = 50
-# With kafka-python's 1 byte, a trickle of fixes is fetched a few records at a time: at 1,000 fixes/s
-# the fetch round trips took half the dashboard's CPU (13 % of a core, 7 % with 16 KiB, which 10,000
-# fixes/s fill in 10 ms; measured with bench/pipeline.py). The price is at most 50 ms more latency,
-# and only for small fleets.
-FETCH_MIN_BYTES = 16 * 1024
 POLL_TIMEOUT_MS = 100
-# Small fetches and polls: the consumer yields to the web server after each poll, so these bound how
-# long it holds the other green threads (a few milliseconds of decoding and validating).
-MAX_BATCH_RECORDS = 1000
-FETCH_MAX_BYTES = 1024 * 1024
-MAX_PARTITION_FETCH_BYTES = 256 * 1024
 # After a broker restart, reconnect within a second instead of backing off up to 30 s.
 RECONNECT_BACKOFF_MAX_MS = 1000
 # How often end offsets are asked for: lag for the stats, and the proof that Kafka still answers.
 PROBE_INTERVAL_S = 1.0
 PROBE_TIMEOUT_MS = 2000
+# How often missing topics are looked for, and new partitions of present ones.
+TOPIC_CHECK_S = 5.0
 PARTITION_REFRESH_S = 30.0
-TOPIC_WAIT_S = 2.0
-# Batches waiting for the tick task; past it the consumer waits and Kafka keeps the records.
-QUEUE_BATCHES = 200
-# A refused message must not stall the consumer for kafka-python's default minute when Kafka is away.
-DEAD_LETTER_MAX_BLOCK_MS = 5000
+
+# (message, record) pairs of one partition's poll, applied by the dashboard in one go.
+Applier = Callable[[list[tuple[Any, Record]], float], None]
 
 
-@dataclass
-class Batch:
-    """What one poll brought: valid fixes with their partition and offset, and refusals by reason."""
+@dataclass(frozen=True)
+class FeedSpec:
+    """What a feed reads and how: its topics with their decoders and appliers, and its fetch sizes."""
 
-    received_at: float
-    fixes: list[tuple[Fix, int, int]] = field(default_factory=list)
-    invalid: Counter[str] = field(default_factory=Counter)
-    dead_lettered: int = 0
+    name: str  # "driver consumer": logs, health
+    decoders: dict[str, Decoder]
+    appliers: dict[str, Applier]
+    readback_s: float
+    # The driver topic must exist for the map to mean anything; the ride topics are the matcher's, optional.
+    required: bool
+    missing_hint: str  # why a topic may not exist yet: "(the simulator creates it)"
+    dead_letter_topics: frozenset[str]
+    read_committed: bool = False
+    max_poll_records: int = 1000
+    fetch_max_bytes: int = 1024 * 1024
+    max_partition_fetch_bytes: int = 256 * 1024
+    fetch_min_bytes: int = 1
 
 
 @dataclass(frozen=True)
 class PartitionStatus:
+    topic: str
     partition: int
     end_offset: int | None
     position: int | None
@@ -92,11 +99,12 @@ class PartitionStatus:
 
 @dataclass(frozen=True)
 class FeedStatus:
-    """The consumer as the green side sees it; replaced whole, never mutated, so reading it needs no lock."""
+    """A feed as the other green threads see it; replaced whole, never mutated, so reading it needs no lock."""
 
     connected: bool = False
     error: str | None = "consumer not started"
     partitions: tuple[PartitionStatus, ...] = ()
+    missing: tuple[str, ...] = ()  # topics that do not exist yet
     readback_done: bool = False
     heartbeat: float = field(default_factory=time.monotonic)  # the consumer loop's last turn
     running: bool = False
@@ -107,212 +115,221 @@ class FeedStatus:
         return sum(lags) if lags else None
 
 
-def dead_letter_sink(bootstrap: str, client_id: str) -> DeadLetterSink:
-    """Where a dashboard consumer copies refused records: short waits, so Kafka away never stalls the map."""
-    return DeadLetterSink(
-        bootstrap,
-        client_id=client_id + "-dlq",
-        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
-        max_block_ms=DEAD_LETTER_MAX_BLOCK_MS,
-    )
-
-
-class KafkaFeed:
-    """Consumes ``settings.topic`` in :meth:`run` (a green thread); the tick task calls :meth:`drain`."""
+class Feed:
+    """Consumes a :class:`FeedSpec`'s topics in :meth:`run` (a green thread) until :meth:`stop`."""
 
     def __init__(
         self,
-        settings: DashboardSettings,
+        spec: FeedSpec,
+        bootstrap: str,
+        dead_letter: bool,
         sleep: Callable[[float], None],
         clock: Callable[[], float] = time.time,
+        client_id: str | None = None,
     ) -> None:
-        self.settings = settings
+        self.spec = spec
+        self.bootstrap = bootstrap
         self.status = FeedStatus()
+        self.refused: Counter[tuple[str, str]] = Counter()  # (topic, reason) since start
+        self.client_id = client_id or f"dashboard-{spec.name.split()[0]}-{socket.gethostname()}-{os.getpid()}"
+        self._dead_letter = dead_letter
         self._sleep = sleep
         self._clock = clock
-        self._bootstrap = bootstrap_list(settings.bootstrap_servers)
-        self._batches: deque[Batch] = deque()
         self._stop = threading.Event()
         self._finished = threading.Event()
-        self._next_offsets: dict[int, int] = {}  # partition -> next offset to read, kept across reconnects
-        self._readback_ends: dict[int, int] = {}
+        self._positions: dict[TopicPartition, int] = {}  # next offset to read, kept across reconnects
+        self._readback_ends: dict[TopicPartition, int] = {}
         self._readback_started = time.monotonic()
-        self._readback_records = 0
-        self.client_id = f"dashboard-{socket.gethostname()}-{os.getpid()}"
-        self._dead_letters = dead_letter_sink(settings.bootstrap_servers, self.client_id)
+        self._refusal_log = RefusalLog(spec.name)
+        self._dead_letters = DeadLetterSink(bootstrap, client_id=self.client_id + "-dlq")
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(self.spec.decoders)
+
+    @property
+    def dead_letters(self) -> DeadLetterStats:
+        return self._dead_letters.stats
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Ask the consumer to finish and wait for it to close its clients."""
         self._stop.set()
         self._finished.wait(timeout_s)
 
-    def drain(self) -> list[Batch]:
-        """The batches consumed since the previous call."""
-        batches = list(self._batches)
-        self._batches.clear()
-        return batches
-
     def run(self) -> None:
         """Consume until :meth:`stop`, reconnecting as long as it takes."""
+        self._publish(running=True, error=f"Kafka at {self.bootstrap} is not reachable yet")
         try:
-            self._run()
+            consume_until_stopped(
+                self._new_consumer, self._consume, self.spec.name, self.bootstrap, self._stop,
+                on_failure=lambda e: self._publish(connected=False, error=f"consumer failed: {type(e).__name__}: {e}"),
+            )  # fmt: skip
+            self._dead_letters.close()
         finally:
+            self._publish(running=False, connected=False, error="consumer stopped")
             self._finished.set()
-
-    def _run(self) -> None:
-        self._publish(running=True, error=f"Kafka at {self.settings.bootstrap_servers} is not reachable yet")
-        consume_until_stopped(
-            self._new_consumer, self._consume, "dashboard consumer", self.settings.bootstrap_servers, self._stop,
-            on_failure=lambda e: self._publish(connected=False, error=f"consumer failed: {type(e).__name__}: {e}"),
-        )  # fmt: skip
-        self._dead_letters.close()
-        self._publish(running=False, connected=False, error="consumer stopped")
-        log.info("consumer stopped")
+        log.info("%s stopped", self.spec.name)
 
     def _new_consumer(self) -> KafkaConsumer:
-        return KafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+        spec = self.spec
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap_list(self.bootstrap),
             client_id=self.client_id,
             group_id=None,  # every instance reads every partition and commits nothing
             enable_auto_commit=False,
+            isolation_level="read_committed" if spec.read_committed else "read_uncommitted",
             auto_offset_reset="latest",
+            allow_auto_create_topics=False,  # topics are the producers' to create, with their partitions
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            fetch_min_bytes=FETCH_MIN_BYTES,
-            max_poll_records=MAX_BATCH_RECORDS,
-            fetch_max_bytes=FETCH_MAX_BYTES,
-            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+            fetch_min_bytes=spec.fetch_min_bytes,
+            max_poll_records=spec.max_poll_records,
+            fetch_max_bytes=spec.fetch_max_bytes,
+            max_partition_fetch_bytes=spec.max_partition_fetch_bytes,
             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
         )
+        # kafka-python 3.0.12 does not hand allow_auto_create_topics to its metadata (net/manager.py builds
+        # ClusterMetadata without it), so a topic deleted while assigned would be created again, with the
+        # broker's default partitions, by our next metadata request. Measured: recreated without this line.
+        consumer._client.cluster.config["allow_auto_create_topics"] = False
+        return consumer
 
     def _consume(self, consumer: KafkaConsumer) -> None:
-        partitions = self._wait_for_partitions(consumer)
-        if not partitions:
-            return
-        self._assign(consumer, partitions)
-        next_probe = next_refresh = time.monotonic()
+        if self._positions:  # a reconnect: resume where this process left off
+            self._assign(consumer, [])
+        next_check = next_probe = time.monotonic()
         while not self._stop.is_set():
-            records = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_BATCH_RECORDS)
-            if records:
-                self._hand_over(self._parse(records))
-                self._check_readback()
-            self._sleep(0)  # let the web server and the tick run between two polls
             now = time.monotonic()
-            if now >= next_probe:
+            if now >= next_check:
+                self._look_for_partitions(consumer)
+                next_check = now + (TOPIC_CHECK_S if self.status.missing else PARTITION_REFRESH_S)
+            if not self._positions:
+                self._publish()
+                self._stop.wait(min(1.0, max(0.0, next_check - time.monotonic())))
+                continue
+            records = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=self.spec.max_poll_records)
+            if records:
+                self._take(records)
+            self._sleep(0)  # let the web server and the tick run between two polls
+            if time.monotonic() >= next_probe:
                 self._probe(consumer)
-                next_probe = now + PROBE_INTERVAL_S
-            if now >= next_refresh:
-                added = self._new_partitions(consumer)
-                if added:
-                    self._assign(consumer, sorted({*self._next_offsets, *added}))
-                next_refresh = now + PARTITION_REFRESH_S
+                self._refusal_log.flush()
+                next_probe = time.monotonic() + PROBE_INTERVAL_S
             self._publish()
 
-    def _wait_for_partitions(self, consumer: KafkaConsumer) -> list[int]:
-        topic = self.settings.topic
-        while not self._stop.is_set():
-            partitions = sorted(consumer.partitions_for_topic(topic))
-            if partitions:
-                return partitions
-            self._publish(connected=True, error=f"topic {topic!r} does not exist yet (the simulator creates it)")
-            log.info("waiting for topic %s to exist", topic)
-            self._stop.wait(TOPIC_WAIT_S)
-        return []
+    def _look_for_partitions(self, consumer: KafkaConsumer) -> None:
+        """Assign partitions not held yet; note which topics do not exist (logged once, not every check)."""
+        found: list[TopicPartition] = []
+        missing: list[str] = []
+        try:
+            for topic in self.topics:
+                partitions = consumer.partitions_for_topic(topic)
+                if partitions:
+                    found += [TopicPartition(topic, p) for p in sorted(partitions)]
+                else:
+                    missing.append(topic)
+        except KafkaError as e:  # Kafka is away: kafka-python reconnects; look again later
+            self._lost(e)
+            return
+        if tuple(missing) != self.status.missing:
+            if missing:
+                log.info(
+                    "%s: waiting for %s to exist %s", self.spec.name, " and ".join(missing), self.spec.missing_hint
+                )
+            elif self.status.missing:
+                log.info("%s: %s exist now", self.spec.name, " and ".join(self.status.missing))
+        new = [tp for tp in found if tp not in self._positions]
+        if new:
+            self._assign(consumer, new)
+        error = f"{' and '.join(missing)} not created yet {self.spec.missing_hint}" if missing else None
+        self._publish(connected=True, error=error, missing=tuple(missing))
 
-    def _assign(self, consumer: KafkaConsumer, partitions: list[int]) -> None:
-        """Assign every partition; resume where this process left off, else read back the window."""
-        topic = self.settings.topic
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        log.info("assigned partitions %s of %s (all of them: this dashboard shows the whole fleet)", partitions, topic)
-        ends = consumer.end_offsets(tps, timeout_ms=PROBE_TIMEOUT_MS)
-        fresh = [tp for tp in tps if tp.partition not in self._next_offsets]
-        starts = self._readback_offsets(consumer, fresh, ends)
-        for tp in tps:
-            start = self._next_offsets.get(tp.partition, starts.get(tp))
-            consumer.seek(tp, start)
-            self._next_offsets[tp.partition] = start
-        if fresh:  # a reconnect resumes from the positions kept above and reads nothing back
+    def _assign(self, consumer: KafkaConsumer, new: list[TopicPartition]) -> None:
+        """Assign the partitions held and the new ones; the new ones start at the read-back window."""
+        consumer.assign([*self._positions, *new])
+        starts, ends = self._readback_offsets(consumer, new)
+        self._positions.update(starts)
+        for tp, position in self._positions.items():
+            consumer.seek(tp, position)
+        if new:
             if not self._readback_ends:
                 self._readback_started = time.monotonic()
-            self._readback_ends.update({tp.partition: ends[tp] for tp in fresh if starts[tp] < ends[tp]})
-            self._readback_records += sum(ends[tp] - starts[tp] for tp in fresh)
+            self._readback_ends.update({tp: ends[tp] for tp in new if starts[tp] < ends[tp]})
             log.info(
-                "reading back %d records of the last %.0f s from %d partitions",
-                self._readback_records, self.settings.readback_s, len(fresh),
+                "%s: assigned %d partitions of %s (all of them: every dashboard shows everything); "
+                "reading back %d records of the last %.0f s",
+                self.spec.name, len(new), " and ".join(sorted({tp.topic for tp in new})),
+                sum(ends[tp] - starts[tp] for tp in new), self.spec.readback_s,
             )  # fmt: skip
-        self._publish(connected=True, error=None, partitions=self._partition_status(ends))
+        self._publish(partitions=self._partition_status(ends))
         self._check_readback()
 
     def _readback_offsets(
-        self, consumer: KafkaConsumer, tps: list[TopicPartition], ends: dict[TopicPartition, int]
-    ) -> dict[TopicPartition, int]:
-        if not tps or self.settings.readback_s <= 0:
-            return {tp: ends[tp] for tp in tps}
-        since_ms = int((self._clock() - self.settings.readback_s) * 1000)
-        found = consumer.offsets_for_times({tp: since_ms for tp in tps}, timeout_ms=PROBE_TIMEOUT_MS)
-        return {tp: found[tp].offset if found.get(tp) is not None else ends[tp] for tp in tps}
+        self, consumer: KafkaConsumer, tps: list[TopicPartition]
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """(where each partition starts, its end now)."""
+        if not tps:
+            return {}, {}
+        ends = consumer.end_offsets(tps, timeout_ms=PROBE_TIMEOUT_MS)
+        if self.spec.readback_s <= 0:
+            return dict(ends), ends
+        since_ms = int((self._clock() - self.spec.readback_s) * 1000)
+        found = consumer.offsets_for_times(dict.fromkeys(tps, since_ms), timeout_ms=PROBE_TIMEOUT_MS)
+        return {tp: found[tp].offset if found.get(tp) is not None else ends[tp] for tp in tps}, ends
 
-    def _parse(self, records: dict) -> Batch:
-        batch = Batch(received_at=self._clock())
-        now = batch.received_at
-        fixes = batch.fixes
-        next_offsets = self._next_offsets
+    def _take(self, records: dict[TopicPartition, list]) -> None:
+        now = self._clock()
         for tp, partition_records in records.items():
-            for record in partition_records:
-                try:
-                    fix = parse_fix(record.value, now)
-                except InvalidMessage as e:
-                    batch.invalid[e.reason] += 1
-                    batch.dead_lettered += self._dead_letter(record, e)
-                else:
-                    fixes.append((fix, record.partition, record.offset))
-            next_offsets[tp.partition] = partition_records[-1].offset + 1
-        return batch
+            # Past these records before anything is done with them: whatever happens, none is read again.
+            self._positions[tp] = partition_records[-1].offset + 1
+            decoder = self.spec.decoders[tp.topic]
+            applier = self.spec.appliers[tp.topic]
+            take(
+                partition_records,
+                lambda r, decoder=decoder: decoder(r.key, r.value, now),
+                lambda items, applier=applier: applier(items, now),
+                self._refuse,
+            )
 
-    def _hand_over(self, batch: Batch) -> None:
-        while len(self._batches) >= QUEUE_BATCHES and not self._stop.is_set():
-            self._sleep(0.01)  # the tick task is behind; Kafka keeps the records meanwhile
-        self._batches.append(batch)
-
-    def _dead_letter(self, record: ConsumerRecord, error: InvalidMessage) -> bool:
-        return self.settings.dead_letter and self._dead_letters.send(record, error.reason, error.detail)
+    def _refuse(self, record: Record, refusal: Refusal) -> None:
+        self.refused[(record.topic, refusal.reason)] += 1
+        self._refusal_log.note(record.topic, refusal, f"{record.topic}/{record.partition}/{record.offset}")
+        if self._dead_letter and record.topic in self.spec.dead_letter_topics:
+            self._dead_letters.send(record, refusal)
 
     def _probe(self, consumer: KafkaConsumer) -> None:
         """Ask for end offsets: lag for the stats, and whether Kafka answers at all."""
-        tps = [TopicPartition(self.settings.topic, p) for p in self._next_offsets]
         try:
-            ends = consumer.end_offsets(tps, timeout_ms=PROBE_TIMEOUT_MS)
+            for tp in self._positions:  # past control records too (read_committed)
+                self._positions[tp] = consumer.position(tp, timeout_ms=PROBE_TIMEOUT_MS)
+            ends = consumer.end_offsets(list(self._positions), timeout_ms=PROBE_TIMEOUT_MS)
         except KafkaError as e:
-            if self.status.connected:
-                log.warning("lost Kafka at %s (%s); waiting for it", self.settings.bootstrap_servers, type(e).__name__)
-            self._publish(connected=False, error=f"Kafka at {self.settings.bootstrap_servers} does not answer: {e}")
+            self._lost(e)
             return
         if not self.status.connected:
-            log.info("Kafka at %s answers again; consuming", self.settings.bootstrap_servers)
-        self._publish(connected=True, error=None, partitions=self._partition_status(ends))
+            log.info("%s: Kafka at %s answers again; consuming", self.spec.name, self.bootstrap)
+        self._publish(connected=True, partitions=self._partition_status(ends))
         self._check_readback()
+
+    def _lost(self, error: KafkaError) -> None:
+        if self.status.connected:
+            log.warning(
+                "%s lost Kafka at %s (%s); waiting for it", self.spec.name, self.bootstrap, type(error).__name__
+            )
+        self._publish(connected=False, error=f"Kafka at {self.bootstrap} does not answer: {error}")
 
     def _partition_status(self, ends: dict[TopicPartition, int]) -> tuple[PartitionStatus, ...]:
         return tuple(
-            PartitionStatus(tp.partition, end, self._next_offsets.get(tp.partition))
-            for tp, end in sorted(ends.items(), key=lambda item: item[0].partition)
+            PartitionStatus(tp.topic, tp.partition, end, self._positions.get(tp))
+            for tp, end in sorted(ends.items(), key=lambda item: (item[0].topic, item[0].partition))
         )
 
     def _check_readback(self) -> None:
-        if self.status.readback_done:
+        if self.status.readback_done or not self._positions:
             return
-        if all(self._next_offsets.get(p, 0) >= end for p, end in self._readback_ends.items()):
-            log.info(
-                "read-back done: %d records in %.1f s", self._readback_records,
-                time.monotonic() - self._readback_started,
-            )  # fmt: skip
+        if all(self._positions.get(tp, 0) >= end for tp, end in self._readback_ends.items()):
+            log.info("%s: read-back done in %.1f s", self.spec.name, time.monotonic() - self._readback_started)
             self._publish(readback_done=True)
 
-    def _new_partitions(self, consumer: KafkaConsumer) -> list[int]:
-        known = set(self._next_offsets)
-        return sorted(set(consumer.partitions_for_topic(self.settings.topic)) - known)
-
-    def _publish(self, **changes) -> None:
+    def _publish(self, **changes: Any) -> None:
         self.status = replace(self.status, heartbeat=time.monotonic(), **changes)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from fleet.schema import REASONS
+if TYPE_CHECKING:
+    from dashboard.feed import Feed
 
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # Enough values for steady percentiles; past it an interval's further values only feed the histogram.
@@ -67,6 +69,43 @@ def _percentile_ms(values: list[float], q: int) -> float | None:
     return round(values[index] * 1000.0, 1)
 
 
+class FeedCollector(Collector):
+    """Refusals and dead letters, read from the feeds' own counts when scraped (no second bookkeeping)."""
+
+    def __init__(self, drivers: Feed, rides: Feed) -> None:
+        self.drivers = drivers
+        self.rides = rides
+
+    def collect(self) -> Iterator[Metric]:
+        invalid = CounterMetricFamily(
+            "dashboard_invalid_messages", "Refused driver fixes by reason.", labels=["reason"]
+        )
+        refused = self.drivers.refused
+        for topic, decoder in self.drivers.spec.decoders.items():
+            for reason in decoder.reasons:  # every reason shows, at 0, before the first refusal
+                invalid.add_metric([reason], refused[(topic, reason)])
+        yield invalid
+        ride_invalid = CounterMetricFamily(
+            "dashboard_invalid_ride_messages", "Refused ride messages by topic and reason.", labels=["topic", "reason"]
+        )
+        for (topic, reason), count in sorted(self.rides.refused.items()):
+            ride_invalid.add_metric([topic, reason], count)
+        yield ride_invalid
+        stats = [self.drivers.dead_letters, self.rides.dead_letters]
+        yield CounterMetricFamily(
+            "dashboard_dead_letters", "Refused records copied to their dead-letter topic (acknowledged by Kafka).",
+            value=sum(s.sent for s in stats),
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "dashboard_dead_letter_failures", "Refused records that could not be copied to their dead-letter topic.",
+            value=sum(s.failed for s in stats),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "dashboard_dead_letters_pending", "Refused records on their way to the dead-letter topic.",
+            value=sum(s.pending for s in stats),
+        )  # fmt: skip
+
+
 class DashboardMetrics:
     """The metrics of docs/api.md, in a registry of this process's own."""
 
@@ -74,14 +113,6 @@ class DashboardMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.fixes = Counter("dashboard_fixes_consumed", "Valid fixes consumed.", registry=r)
-        self.invalid = Counter(
-            "dashboard_invalid_messages", "Refused messages by reason.", ["reason"], registry=r
-        )  # fmt: skip
-        for reason in REASONS:
-            self.invalid.labels(reason)  # every reason shows, at 0, before the first refusal
-        self.dead_letters = Counter(
-            "dashboard_dead_letters", "Refused messages copied to the dead-letter topic.", registry=r
-        )
         self.drivers = Gauge("dashboard_drivers", "Drivers held by status, and stale ones.", ["status"], registry=r)
         self.evicted = Counter("dashboard_drivers_evicted", "Drivers evicted by the MAX_DRIVERS bound.", registry=r)
         self.dropped = Counter("dashboard_drivers_dropped", "Drivers dropped after silence.", registry=r)
@@ -93,10 +124,6 @@ class DashboardMetrics:
         self.ride_messages = Counter(
             "dashboard_ride_messages_consumed", "Valid ride requests and answers consumed.", ["topic"], registry=r
         )
-        self.ride_invalid = Counter(
-            "dashboard_invalid_ride_messages", "Refused ride messages by topic and reason.", ["topic", "reason"],
-            registry=r,
-        )  # fmt: skip
         self.riders = Gauge("dashboard_riders", "Rides held by state.", ["state"], registry=r)
         self.fix_latency = Latencies("dashboard_fix_latency_seconds", "Fix timestamp to consumed by the dashboard.")
         self.push_latency = Latencies(
@@ -105,6 +132,9 @@ class DashboardMetrics:
         r.register(self.fix_latency)
         r.register(self.push_latency)
         ProcessCollector(registry=r)
+
+    def watch_feeds(self, drivers: Feed, rides: Feed) -> None:
+        self.registry.register(FeedCollector(drivers, rides))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,53 +1,65 @@
-"""The dashboard's engine: the Kafka feeds fill the fleet and rider states, a green task ticks frames out.
+"""The dashboard's engine: two Kafka feeds fill the fleet and rider states, a green task ticks frames out.
 
 One :class:`Dashboard` per process, started once whatever the number of browsers: three background
-tasks, the driver consumer (:class:`dashboard.feed.KafkaFeed`), the ride consumer
-(:class:`dashboard.ride_feed.RideFeed`) and the tick, which drains both consumers' batches into the
-states, broadcasts what changed, and once a second sweeps silent drivers, checks which riders
-were picked up, sends ``stats`` and ``riders`` and updates the metrics.
+tasks, the driver feed and the ride feed (:class:`dashboard.feed.Feed`, which decode every record
+and apply the valid ones to :class:`fleet.state.FleetState` and :class:`fleet.riders.Riders` as
+they arrive), and the tick, which broadcasts what changed and once a second sweeps silent drivers,
+checks which riders were picked up, sends ``stats`` and ``riders`` and updates the metrics.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from typing import Any
 
 from flask_socketio import SocketIO
 
-from dashboard.feed import FeedStatus, KafkaFeed
+from bus.intake import Record
+from dashboard.feed import Feed, FeedSpec, FeedStatus
 from dashboard.metrics import DashboardMetrics
-from dashboard.ride_feed import RideFeed
 from dashboard.rider_push import RiderPush
 from dashboard.settings import DashboardSettings
-from fleet import frames
+from fleet import decode, frames
 from fleet.riders import ACTIVE, Riders
+from fleet.rides import RideMatch, RideRequest
+from fleet.schema import Fix
 from fleet.state import FleetState
 
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 1.0
 LOG_INTERVAL_S = 10.0
-# The consumer loop comes round at least every few seconds even when Kafka is down (its probes time
+# A feed's loop comes round at least every few seconds even when Kafka is down (its probes time
 # out after 2 s); this much silence means it is stuck.
 CONSUMER_STUCK_S = 30.0
+# The driver feed: with kafka-python's 1 byte, a trickle of fixes is fetched a few records at a time:
+# at 1,000 fixes/s the fetch round trips took half the dashboard's CPU (13 % of a core, 7 % with 16 KiB,
+# which 10,000 fixes/s fill in 10 ms; measured with bench/pipeline.py). The price is at most 50 ms more
+# latency, and only for small fleets. Small polls: the feed yields to the web server after each one,
+# so these bound how long it holds the other green threads.
+DRIVER_FETCH_MIN_BYTES = 16 * 1024
+DRIVER_POLL_RECORDS = 1000
+# Riders are few: small polls keep each turn of the ride feed short.
+RIDE_POLL_RECORDS = 500
+RIDE_FETCH_MAX_BYTES = 512 * 1024
 
 
 class Dashboard:
-    """State, feed, metrics and pushes of one dashboard process."""
+    """State, feeds, metrics and pushes of one dashboard process."""
 
     def __init__(self, settings: DashboardSettings, socketio: SocketIO) -> None:
         self.settings = settings
         self.state = FleetState(settings.stale_after_s, settings.drop_after_s, settings.max_drivers)
         self.metrics = DashboardMetrics()
-        self.feed = KafkaFeed(settings, sleep=socketio.sleep)
         self.riders = Riders()
-        self.ride_feed = RideFeed(settings, sleep=socketio.sleep)
+        self.feed = Feed(self._driver_spec(), settings.bootstrap_servers, settings.dead_letter, socketio.sleep)
+        self.ride_feed = Feed(self._ride_spec(), settings.bootstrap_servers, settings.dead_letter, socketio.sleep)
+        self.metrics.watch_feeds(self.feed, self.ride_feed)
         self.push = RiderPush(socketio, self.state, settings.topic, self.metrics, self.riders, self.ride_feed_json)
-        self.invalid: Counter[str] = Counter()
-        self.ride_invalid: Counter[tuple[str, str]] = Counter()  # (topic, reason)
         self.fixes_total = 0
+        self.rider_sweep_failures = 0
+        self._rider_failure_logged = -float("inf")
         self._socketio = socketio
         self._task = None
         self._running = False
@@ -57,8 +69,38 @@ class Dashboard:
         self._log_invalid = 0
         self._log_started = time.monotonic()
 
+    def _driver_spec(self) -> FeedSpec:
+        topic = self.settings.topic
+        return FeedSpec(
+            name="driver consumer",
+            decoders={topic: decode.FIXES},
+            appliers={topic: self.apply_fixes},
+            readback_s=self.settings.readback_s,
+            required=True,
+            missing_hint="(the simulator creates it)",
+            dead_letter_topics=frozenset({topic}),
+            max_poll_records=DRIVER_POLL_RECORDS,
+            fetch_min_bytes=DRIVER_FETCH_MIN_BYTES,
+        )
+
+    def _ride_spec(self) -> FeedSpec:
+        requests, matches = self.settings.ride_request_topic, self.settings.ride_match_topic
+        return FeedSpec(
+            name="ride consumer",
+            decoders={requests: decode.REQUESTS, matches: decode.MATCHES},
+            appliers={requests: self.apply_requests, matches: self.apply_matches},
+            readback_s=self.settings.rides_readback_s,
+            required=False,
+            missing_hint="(the matcher creates them)",
+            # Refused requests are the matcher's to dead-letter, exactly once, in its transactions.
+            dead_letter_topics=frozenset({matches}),
+            read_committed=True,
+            max_poll_records=RIDE_POLL_RECORDS,
+            fetch_max_bytes=RIDE_FETCH_MAX_BYTES,
+        )
+
     def start(self) -> None:
-        """Start the consumer task and the tick task; a second call does nothing."""
+        """Start the feeds and the tick task; a second call does nothing."""
         if self._task is not None:
             return
         self._running = True
@@ -75,12 +117,40 @@ class Dashboard:
         """Close every Socket.IO connection (at shutdown: the web server waits for open ones)."""
         self.push.disconnect_all()
 
+    # ---- what the feeds hand over, one partition's poll at a time
+
+    def apply_fixes(self, items: list[tuple[Fix, Record]], received_at: float) -> None:
+        self.state.apply_batch([(fix, record.partition, record.offset) for fix, record in items], received_at)
+        self.metrics.fix_latency.observe_many([received_at - fix.timestamp for fix, _ in items])
+        self.metrics.fixes.inc(len(items))
+        self.fixes_total += len(items)
+        self._interval_fixes += len(items)
+
+    def apply_requests(self, items: list[tuple[RideRequest, Record]], received_at: float) -> None:
+        for request, _ in items:
+            self.riders.add_request(request, received_at)
+        self.metrics.ride_messages.labels(self.settings.ride_request_topic).inc(len(items))
+
+    def apply_matches(self, items: list[tuple[RideMatch, Record]], _received_at: float) -> None:
+        for match, _ in items:
+            self.riders.add_match(match)
+        self.metrics.ride_messages.labels(self.settings.ride_match_topic).inc(len(items))
+
+    # ---- health
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Whether the dashboard consumes, and the details (or the reason it does not)."""
-        status = self.feed.status
-        reason = _unhealthy_reason(status, time.monotonic())
+        now = time.monotonic()
+        reason = _unhealthy_reason(self.feed, now) or _unhealthy_reason(self.ride_feed, now)
         if reason:
             return False, {"status": "unavailable", "reason": reason}
+        status = self.feed.status
+        warnings = [
+            f"{stats.failed} refused records of {' and '.join(sorted(feed.spec.dead_letter_topics))} could not be "
+            f"dead-lettered (latest: {stats.error})"
+            for feed in (self.feed, self.ride_feed)
+            if (stats := feed.dead_letters).failed
+        ]
         return True, {
             "status": "ok",
             "topic": self.settings.topic,
@@ -89,7 +159,9 @@ class Dashboard:
             "readback_done": status.readback_done,
             "drivers": len(self.state),
             "clients": len(self.push),
-            "last_poll_age_s": round(time.monotonic() - status.heartbeat, 3),
+            "last_poll_age_s": round(now - status.heartbeat, 3),
+            "feeds": {"drivers": _feed_health(self.feed, now), "rides": _feed_health(self.ride_feed, now)},
+            "warnings": warnings,
         }
 
     def _run(self) -> None:
@@ -112,51 +184,19 @@ class Dashboard:
             self._socketio.sleep(delay)
 
     def tick(self, with_stats: bool = False) -> None:
-        """Take the consumers' batches into the states, then broadcast the changes (and the stats)."""
-        self.ingest()
-        self.ingest_rides()
+        """Broadcast what changed since the last tick (and, once a second, the stats)."""
         stats = self.each_second() if with_stats else None
         self.push.tick(time.time(), stats)
 
-    def ingest(self) -> int:
-        taken = 0
-        for batch in self.feed.drain():
-            taken += self.state.apply_batch(batch.fixes, batch.received_at)
-            received = batch.received_at
-            self.metrics.fix_latency.observe_many([received - fix.timestamp for fix, _, _ in batch.fixes])
-            self.metrics.fixes.inc(len(batch.fixes))
-            self.fixes_total += len(batch.fixes)
-            self._interval_fixes += len(batch.fixes)
-            for reason, count in batch.invalid.items():
-                self.invalid[reason] += count
-                self.metrics.invalid.labels(reason).inc(count)
-            self.metrics.dead_letters.inc(batch.dead_lettered)
-        return taken
-
-    def ingest_rides(self) -> None:
-        """Take the ride consumer's batches into the riders (after the fixes, for the pick-up checks)."""
-        for batch in self.ride_feed.drain():
-            now = batch.received_at
-            for request in batch.requests:
-                self.riders.add_request(request, now)
-            for match in batch.matches:
-                self.riders.add_match(match)
-            self.metrics.ride_messages.labels(self.settings.ride_request_topic).inc(len(batch.requests))
-            self.metrics.ride_messages.labels(self.settings.ride_match_topic).inc(len(batch.matches))
-            for (topic, reason), count in batch.invalid.items():
-                self.ride_invalid[(topic, reason)] += count
-                self.metrics.ride_invalid.labels(topic, reason).inc(count)
-            self.metrics.dead_letters.inc(batch.dead_lettered)
-
     def ride_feed_json(self) -> dict[str, Any]:
-        """The ride consumer's part of the ``riders`` event: refusals by topic and reason, and its status."""
+        """The ride feed's part of the ``riders`` event: refusals by topic and reason, and its status."""
         invalid: dict[str, dict[str, int]] = {}
-        for (topic, reason), count in sorted(self.ride_invalid.items()):
+        for (topic, reason), count in sorted(self.ride_feed.refused.items()):
             invalid.setdefault(topic, {})[reason] = count
         status = self.ride_feed.status
         return {
             "invalid": invalid,
-            "invalid_total": sum(self.ride_invalid.values()),
+            "invalid_total": sum(self.ride_feed.refused.values()),
             "kafka": {
                 "topics": list(self.ride_feed.topics),
                 "connected": status.connected,
@@ -174,8 +214,14 @@ class Dashboard:
         now = time.time()
         dropped_before, evicted_before = self.state.dropped, self.state.evicted
         self.state.sweep(now)
-        self.riders.check_pickups(self._driver_track, now)
-        self.riders.sweep(now)
+        try:
+            self.riders.check_pickups(self._driver_track, now)
+            self.riders.sweep(now)
+        except Exception:  # a bug in the riders' bookkeeping must not cost the fleet its stats
+            self.rider_sweep_failures += 1
+            if self.rider_sweep_failures == 1 or time.monotonic() - self._rider_failure_logged >= LOG_INTERVAL_S * 6:
+                log.exception("the riders' sweep failed (%d times so far)", self.rider_sweep_failures)
+                self._rider_failure_logged = time.monotonic()
         self.metrics.dropped.inc(self.state.dropped - dropped_before)
         self.metrics.evicted.inc(self.state.evicted - evicted_before)
         stats = self.stats(now)
@@ -196,13 +242,14 @@ class Dashboard:
         """The ``stats`` event of docs/api.md; counts "per second" over the time since the previous call."""
         elapsed = max(time.monotonic() - self._interval_started, 1e-3)
         status = self.feed.status
+        invalid = {reason: count for (_, reason), count in self.feed.refused.items()}
         stats = {
             "v": frames.VERSION,
             "t": now,
             "fixes_per_s": round(self._interval_fixes / elapsed, 1),
             "drivers": self.state.counts(now),
-            "invalid": dict(self.invalid),
-            "invalid_total": sum(self.invalid.values()),
+            "invalid": invalid,
+            "invalid_total": sum(invalid.values()),
             "evicted": self.state.evicted,
             "dropped": self.state.dropped,
             "kafka": {
@@ -237,6 +284,9 @@ class Dashboard:
             stats["clients"],
             "" if stats["kafka"]["error"] is None else f"; not consuming: {stats['kafka']['error']}",
         )
+        failed = self.feed.dead_letters.failed + self.ride_feed.dead_letters.failed
+        if failed:
+            log.warning("%d refused records could not be dead-lettered since start", failed)
         self._log_fixes = self.fixes_total
         self._log_invalid = stats["invalid_total"]
         self._log_started = time.monotonic()
@@ -248,12 +298,33 @@ class Dashboard:
             )  # fmt: skip
 
 
-def _unhealthy_reason(status: FeedStatus, now: float) -> str | None:
+def _unhealthy_reason(feed: Feed, now: float) -> str | None:
+    """Why a feed makes the dashboard unhealthy: stopped, stuck, or (the driver feed) not consuming."""
+    status = feed.status
     if not status.running:
-        return status.error or "consumer stopped"
-    if not status.connected:
-        return status.error
+        return f"{feed.spec.name}: {status.error or 'stopped'}"
     silent = now - status.heartbeat
     if silent > CONSUMER_STUCK_S:
-        return f"consumer has not come round for {silent:.0f} s"
-    return status.error
+        return f"{feed.spec.name} has not come round for {silent:.0f} s"
+    if feed.spec.required and (not status.connected or status.error):
+        return status.error or f"{feed.spec.name} is not connected"
+    return None
+
+
+def _feed_health(feed: Feed, now: float) -> dict[str, Any]:
+    status: FeedStatus = feed.status
+    dead_letters = feed.dead_letters
+    return {
+        "topics": list(feed.topics),
+        "connected": status.connected,
+        "error": status.error,
+        "lag": status.lag,
+        "last_poll_age_s": round(now - status.heartbeat, 3),
+        "refused": sum(feed.refused.values()),
+        "dead_letters": {
+            "sent": dead_letters.sent,
+            "failed": dead_letters.failed,
+            "pending": dead_letters.pending,
+            "error": dead_letters.error,
+        },
+    }

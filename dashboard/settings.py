@@ -14,18 +14,12 @@ from fleet.settings import (
     RIDE_REQUEST_TOPIC,
     Setting,
     parse_bool,
+    port_number,
     positive_float,
     positive_int,
     read_fields,
     setting_field,
 )
-
-
-def port_number(raw: str) -> int:
-    value = positive_int(raw)
-    if value > 65535:
-        raise ValueError(f"{value} is not a TCP port (1-65535)")
-    return value
 
 
 def non_negative_float(raw: str) -> float:
@@ -45,6 +39,31 @@ def origins(raw: str) -> tuple[str, ...]:
     return values
 
 
+def host_name(text: str) -> str:
+    """A Host header's or a listed name's host, compared without its port: lower case, no brackets, no final dot."""
+    host = text.strip().lower()
+    if host.startswith("["):  # [::1] or [::1]:5000
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:  # name:port (a bare IPv6 address has several colons and no port)
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def host_names(raw: str) -> tuple[str, ...]:
+    """Comma-separated host names, as users type them in the address bar (ports ignored)."""
+    names = []
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        name = host_name(entry)
+        if not name or any(c in name for c in "/@*?# \t") or "://" in entry:
+            raise ValueError(f"{entry!r} is not a host name like maps.example.com or 10.0.0.5")
+        names.append(name)
+    return tuple(names)
+
+
+# Names that only this machine can be reached by: a page on another site can never be served under them.
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "::1")
 HOST = Setting("DASHBOARD_HOST", "127.0.0.1", "Address the dashboard listens on (0.0.0.0: every interface).")
 PORT = Setting("DASHBOARD_PORT", 5000, "Port the dashboard listens on.", port_number)
 TICK_MS = Setting("DASHBOARD_TICK_MS", 100, "Milliseconds between two position frames to the browsers.", positive_int)
@@ -72,6 +91,13 @@ TOKEN = Setting("DASHBOARD_TOKEN", "", "When set, the page, the API and Socket.I
 CORS_ORIGINS = Setting(
     "DASHBOARD_CORS_ORIGINS", (), "Other origins allowed to connect to Socket.IO, comma-separated (never *).", origins
 )
+ALLOWED_HOSTS = Setting(
+    "DASHBOARD_ALLOWED_HOSTS", (),
+    "Host names the dashboard answers to besides DASHBOARD_HOST, comma-separated, ports ignored (unset: "
+    "localhost, 127.0.0.1, ::1); another Host header gets 400, so a DNS-rebinding page cannot read the map. "
+    "With DASHBOARD_HOST=0.0.0.0, list the names users type (maps.example.com, the machine's address).",
+    host_names,
+)  # fmt: skip
 SECRET_KEY = Setting("SECRET_KEY", "", "Flask's secret key (unset: a random one per process).")
 DEAD_LETTER = Setting(
     "DASHBOARD_DEAD_LETTER", True, "Copy refused messages to <topic>.dlq (turn off on all but one instance).",
@@ -97,6 +123,7 @@ class DashboardSettings:
     rides_readback_s: float = setting_field(RIDES_READBACK_S)
     token: str = setting_field(TOKEN)
     cors_origins: tuple[str, ...] = setting_field(CORS_ORIGINS)
+    allowed_hosts: tuple[str, ...] = setting_field(ALLOWED_HOSTS)
     secret_key: str = setting_field(SECRET_KEY)
     dead_letter: bool = setting_field(DEAD_LETTER)
 
@@ -104,6 +131,11 @@ class DashboardSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DashboardSettings:
         """Read every setting; raises :class:`fleet.settings.SettingError` naming the bad variable."""
         return cls(**read_fields(cls, environ))
+
+    def answered_hosts(self) -> frozenset[str]:
+        """The Host names served: the listed ones (by default the loopback names), and always the bound address."""
+        listed = self.allowed_hosts or DEFAULT_ALLOWED_HOSTS
+        return frozenset({*listed, host_name(self.host)} - {""})
 
     def with_overrides(self, **overrides: Any) -> DashboardSettings:
         """These settings with the given values (None leaves a setting as it is)."""

@@ -14,11 +14,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.geo import AREAS
+from fleet.geo import AREAS, EARTH_RADIUS_M
 from fleet.schema import (
     MISSING_FIELD,
     InvalidMessage,
+    check_key,
     decode_object,
+    finite_number,
     validate_coordinates,
     validate_id,
     validate_timestamp,
@@ -29,8 +31,8 @@ NO_DRIVER = "no_driver"
 OUTCOMES = (MATCHED, NO_DRIVER)
 
 # Reasons a request (or a match) is refused, beside the shared ones of fleet.schema
-# (not_json, not_object, too_large, missing_field, bad_latitude, bad_longitude,
-# bad_timestamp, future_timestamp).
+# (not_json, not_object, too_large, too_deep, missing_field, bad_latitude, bad_longitude,
+# bad_timestamp, future_timestamp, and key_mismatch for a match).
 BAD_REQUEST_ID = "bad_request_id"
 BAD_RIDER_ID = "bad_rider_id"
 BAD_OUTCOME = "bad_outcome"
@@ -39,6 +41,9 @@ BAD_DISTANCE = "bad_distance"
 BAD_ETA = "bad_eta"
 
 REQUEST_FIELDS = ("request_id", "rider_id", "latitude", "longitude", "timestamp")
+# No two points on Earth are further apart; no drive to a rider takes longer than a day.
+MAX_DISTANCE_M = math.pi * EARTH_RADIUS_M
+MAX_ETA_S = 86_400
 
 # A named area (fleet.geo.AREAS) is one partition key out to this many degrees beyond its box
 # (about 20 km), so a whole city and its suburbs land on one partition.
@@ -144,7 +149,10 @@ def _encode(message: dict[str, Any]) -> bytes:
 
 
 def parse_request(value: bytes | None, now: float) -> RideRequest:
-    """Decode and validate one ride-requests value received at epoch time ``now``."""
+    """Decode and validate one ride-requests value received at epoch time ``now``.
+
+    Its key is the request's area, a routing hint (see :func:`request_key`), not an id: not checked.
+    """
     message = decode_object(value)
     _require(message, REQUEST_FIELDS)
     latitude, longitude = validate_coordinates(message["latitude"], message["longitude"])
@@ -157,13 +165,14 @@ def parse_request(value: bytes | None, now: float) -> RideRequest:
     )
 
 
-def parse_match(value: bytes | None, now: float) -> RideMatch:
-    """Decode and validate one ride-matches value (what the simulator and the map read)."""
+def parse_match(value: bytes | None, now: float, key: bytes | None = None) -> RideMatch:
+    """Decode and validate one ride-matches record (what the simulator and the map read); its key,
+    when it has one, is the request id."""
     message = decode_object(value)
     _require(message, ("request_id", "rider_id", "outcome", "timestamp", "requested_at", "latitude", "longitude"))
     outcome = message["outcome"]
-    if outcome not in OUTCOMES:
-        raise InvalidMessage(BAD_OUTCOME, f"outcome {str(outcome)[:40]!r} is not one of {OUTCOMES}")
+    if not isinstance(outcome, str) or outcome not in OUTCOMES:
+        raise InvalidMessage(BAD_OUTCOME, f"outcome {ascii(outcome)[:40]} is not one of {OUTCOMES}")
     latitude, longitude = validate_coordinates(message["latitude"], message["longitude"])
     match = RideMatch(
         request_id=validate_id(message["request_id"], BAD_REQUEST_ID, "request_id"),
@@ -177,24 +186,40 @@ def parse_match(value: bytes | None, now: float) -> RideMatch:
     if outcome == MATCHED:
         _require(message, ("driver_id", "distance_m", "eta_s", "driver_latitude", "driver_longitude"))
         match.driver_id = validate_id(message["driver_id"], BAD_DRIVER_ID, "driver_id")
-        match.distance_m = _non_negative(message["distance_m"], BAD_DISTANCE, "distance_m")
+        match.distance_m = finite_number(message["distance_m"], 0.0, MAX_DISTANCE_M, BAD_DISTANCE, "distance_m")
         eta = message["eta_s"]
-        if isinstance(eta, bool) or not isinstance(eta, int) or eta < 0:
-            raise InvalidMessage(BAD_ETA, f"eta_s {str(eta)[:40]!r} is not a non-negative integer")
+        if type(eta) is not int or not 0 <= eta <= MAX_ETA_S:
+            raise InvalidMessage(BAD_ETA, f"eta_s {ascii(eta)[:40]} is not an integer in [0, {MAX_ETA_S}]")
         match.eta_s = eta
         match.driver_latitude, match.driver_longitude = validate_coordinates(
             message["driver_latitude"], message["driver_longitude"]
         )
+    check_key(key, match.request_id)
     return match
+
+
+def commit_metadata(timestamp_ms: int, read_to: int) -> str:
+    """What the matcher's committed offset on ride-requests carries: the record time to rewind
+    ride-matches from, and how far requests were read (refused ones below it were dead-lettered)."""
+    return json.dumps({"ts": timestamp_ms, "read_to": read_to}, separators=(",", ":"))
+
+
+def parse_commit_metadata(metadata: str | None) -> tuple[int, int]:
+    """(timestamp ms, read_to) of a committed offset; (0, 0) when unknown or not ours: rewind fully,
+    replay nothing. Total: whatever another client committed, this never raises."""
+    if not metadata or len(metadata) > 256:
+        return 0, 0
+    try:
+        data = json.loads(metadata)
+        timestamp_ms, read_to = data["ts"], data["read_to"]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return 0, 0
+    if not all(type(n) is int and 0 <= n < 2**63 for n in (timestamp_ms, read_to)):
+        return 0, 0
+    return timestamp_ms, read_to
 
 
 def _require(message: dict[str, Any], fields: tuple[str, ...]) -> None:
     for field in fields:
         if field not in message:
             raise InvalidMessage(MISSING_FIELD, f"no {field!r}")
-
-
-def _non_negative(value: Any, reason: str, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise InvalidMessage(reason, f"{field} {str(value)[:40]!r} is not a finite number >= 0")
-    return float(value)

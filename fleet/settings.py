@@ -100,3 +100,10 @@ def positive_float(raw: str) -> float:
     if not 0.0 < value < float("inf"):  # also refuses NaN
         raise ValueError(f"{raw} is not a positive number")
     return value
+
+
+def port_number(raw: str) -> int:
+    value = positive_int(raw)
+    if value > 65535:
+        raise ValueError(f"{value} is not a TCP port (1-65535)")
+    return value

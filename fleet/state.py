@@ -5,6 +5,9 @@ sweeps out silent drivers now and then (:meth:`FleetState.sweep`) and takes what
 frame (:meth:`FleetState.take_changes`). It must keep up with tens of thousands of fixes a second in
 pure Python, so the hot path touches only attributes of slotted objects and one ordered dict.
 
+A fix replaces the one held for its driver only when :func:`fleet.schema.supersedes` says so: never
+an older one, and never a smaller ``seq`` unless its producer clearly restarted.
+
 Two clocks, on purpose:
 - *stale* uses the fix timestamp (``now - timestamp > stale_after_s``), the rule the browser applies
   to the records it gets, so the server's counts and the map agree;
@@ -21,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from fleet.schema import STATUSES, Fix
+from fleet.schema import STATUSES, Fix, supersedes
 
 STALE_AFTER_S = 30.0
 DROP_AFTER_S = 600.0
@@ -130,7 +133,7 @@ class FleetState:
             driver = drivers.get(fix.driver_id)
             if driver is None:
                 driver = self._add(fix.driver_id)
-            elif fix.timestamp < driver.timestamp or (
+            elif not supersedes(fix.timestamp, fix.seq, driver.timestamp, driver.seq) or (
                 # the same record again (a consumer that reconnected and re-read it): no duplicate trail point
                 fix.timestamp == driver.timestamp and partition == driver.partition and offset <= driver.offset
             ):

@@ -49,9 +49,13 @@ def main_parser() -> argparse.ArgumentParser:
     add_setting_flag(parser, "--max-wait-s", settings.MAX_WAIT_S, "SECONDS")
     add_setting_flag(parser, "--reservation-timeout-s", settings.RESERVATION_TIMEOUT_S, "SECONDS")
     add_setting_flag(parser, "--driver-max-age-s", settings.DRIVER_MAX_AGE_S, "SECONDS")
+    add_setting_flag(parser, "--max-drivers", settings.MAX_DRIVERS, "N")
+    add_setting_flag(parser, "--max-waiting", settings.MAX_WAITING, "N")
     add_setting_flag(parser, "--partitions", settings.PARTITIONS, "N")
     add_setting_flag(parser, "--commit-interval-ms", settings.COMMIT_INTERVAL_MS, "MS")
     add_setting_flag(parser, "--log-interval-s", settings.LOG_INTERVAL_S, "SECONDS")
+    add_setting_flag(parser, "--metrics-port", settings.METRICS_PORT, "PORT")
+    add_setting_flag(parser, "--metrics-host", settings.METRICS_HOST, "ADDRESS")
     add_setting_flag(parser, "--log-level", LOG_LEVEL, "LEVEL")
     return parser
 
@@ -70,6 +74,8 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
         max_wait_s=args.max_wait_s,
         reservation_timeout_s=args.reservation_timeout_s,
         driver_max_age_s=args.driver_max_age_s,
+        max_drivers=args.max_drivers,
+        max_waiting=args.max_waiting,
     )
     return ServiceConfig(
         bootstrap=args.bootstrap_servers,
@@ -82,6 +88,7 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
         commit_interval_s=args.commit_interval_ms / 1000,
         log_interval_s=args.log_interval_s,
         match=match,
+        metrics_address=(args.metrics_host, args.metrics_port) if args.metrics_port else None,
     )
 
 

@@ -6,6 +6,10 @@ one exactly once (a driver, or ``no_driver`` once the rider's wait runs out), re
 which requests are answered so a request read twice is not answered twice, and can take
 back everything it decided since the last checkpoint when a Kafka transaction fails.
 
+Both are bounded whatever arrives: at most ``max_drivers`` drivers and ``max_waiting``
+waiting riders are held (see each class), and a nearest-driver search costs a bounded number
+of cells anywhere on Earth (:mod:`matcher.index`).
+
 Every method takes ``now`` (epoch seconds) instead of reading a clock, so tests can play
 out minutes of traffic in microseconds.
 """
@@ -14,11 +18,13 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 
-from fleet.rides import MATCHED, NO_DRIVER, RideMatch, RideRequest, area_of
-from fleet.schema import Fix
+from fleet.rides import MATCHED, MAX_ETA_S, NO_DRIVER, RideMatch, RideRequest, area_of
+from fleet.schema import Fix, supersedes
 from matcher.index import GridIndex
 
 AVAILABLE_STATUSES = (None, "available")  # the guide's producer sends no status: such a driver is free
@@ -38,6 +44,11 @@ RETRY_BUDGET = 500
 SWEEP_INTERVAL_S = 1.0
 # Drivers silent this many times the freshness limit are forgotten.
 FORGET_AFTER_AGES = 10
+# Memory bounds: a driver is a few hundred bytes, a waiting rider about a kilobyte. A city of
+# 10,000 drivers is well under both; a flood of new driver ids or of riders no driver can
+# reach (a producer gone wrong) is what they are for.
+MAX_DRIVERS = 100_000
+MAX_WAITING = 10_000
 
 
 @dataclass(frozen=True)
@@ -47,12 +58,18 @@ class MatchConfig:
     max_wait_s: float = 30.0
     reservation_timeout_s: float = 30.0
     driver_max_age_s: float = 15.0
+    max_drivers: int = MAX_DRIVERS
+    max_waiting: int = MAX_WAITING
 
     def __post_init__(self) -> None:
         for name in ("max_radius_m", "city_speed_kmh", "max_wait_s", "reservation_timeout_s", "driver_max_age_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value}")
+        for name in ("max_drivers", "max_waiting"):
+            value = getattr(self, name)
+            if type(value) is not int or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
     @property
     def handover_s(self) -> float:
@@ -60,8 +77,8 @@ class MatchConfig:
 
 
 def eta_s(distance_m: float, speed_kmh: float) -> int:
-    """Whole seconds to drive ``distance_m`` at ``speed_kmh``, rounded up."""
-    return math.ceil(distance_m / (speed_kmh / 3.6))
+    """Whole seconds to drive ``distance_m`` at ``speed_kmh``, rounded up, at most a day (the contract's bound)."""
+    return min(MAX_ETA_S, math.ceil(distance_m / (speed_kmh / 3.6)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +99,16 @@ class Driver:
     status: str | None
     owned: bool = True
     eligible_from: float = 0.0
+    seq: int | None = None
+
+
+def replaces(fix: Fix, driver: Driver) -> bool:
+    """Whether ``fix`` replaces the driver's latest one (:func:`fleet.schema.supersedes`). At the
+    same timestamp only a larger seq does: without one, it is the same record read again (the
+    matcher re-reads driver-location after every resync)."""
+    if fix.timestamp == driver.fix_ts:
+        return fix.seq is not None and driver.seq is not None and fix.seq > driver.seq
+    return supersedes(fix.timestamp, fix.seq, driver.fix_ts, driver.seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +124,21 @@ class Fleet:
     ``driver_max_age_s`` old, lies in an area this matcher owns (past the hand-over wait), and
     no rider holds it. A reservation ends when the driver reports ``on_trip`` with a fix taken
     after the match, or ``reservation_timeout_s`` after the match if the trip never starts.
+
+    A fix replaces the one held for its driver when it is newer (:func:`fleet.schema.supersedes`:
+    an older ``seq`` never replaces a newer one, unless its producer restarted); the same fix
+    read again changes nothing (:func:`replaces`). At most ``max_drivers`` drivers are held: a
+    new one past that evicts the longest-silent driver (whose latest fix arrived longest ago)
+    that no rider holds, counted in :attr:`evicted`. If every driver held is reserved, the new
+    one is not held (counted too).
     """
 
     def __init__(self, config: MatchConfig, index: GridIndex | None = None) -> None:
         self.config = config
         self.index = index if index is not None else GridIndex()
-        self.drivers: dict[str, Driver] = {}
+        # Longest silent first: move_to_end on every fix taken keeps eviction O(1) (as fleet.state does).
+        self.drivers: OrderedDict[str, Driver] = OrderedDict()
+        self.evicted = 0  # drivers forgotten (or not taken) because max_drivers were held
         self.reservations: dict[str, Reservation] = {}
         self._expiries: list[tuple[float, str, str]] = []  # (when, driver, request), a heap
         self.freed = 0  # counts drivers entering the index, so waiting riders get another try
@@ -121,22 +157,44 @@ class Fleet:
 
     def on_fix(self, fix: Fix, now: float) -> None:
         driver = self.drivers.get(fix.driver_id)
-        if driver is not None and fix.timestamp <= driver.fix_ts:
+        if driver is not None and not replaces(fix, driver):
             return  # an older fix never moves a driver back
         owned = self.owns(fix.latitude, fix.longitude)
         if driver is None:
+            if not self._make_room():
+                return
             driver = self.drivers[fix.driver_id] = Driver(
-                fix.driver_id, fix.latitude, fix.longitude, fix.timestamp, fix.status, owned
+                fix.driver_id, fix.latitude, fix.longitude, fix.timestamp, fix.status, owned, seq=fix.seq
             )
         else:
+            self.drivers.move_to_end(fix.driver_id)
             if owned and not driver.owned:
                 driver.eligible_from = now + self.config.handover_s
             driver.latitude, driver.longitude = fix.latitude, fix.longitude
-            driver.fix_ts, driver.status, driver.owned = fix.timestamp, fix.status, owned
+            driver.fix_ts, driver.status, driver.owned, driver.seq = fix.timestamp, fix.status, owned, fix.seq
         reservation = self.reservations.get(fix.driver_id)
         if reservation is not None and fix.status == ON_TRIP and fix.timestamp >= reservation.since:
             del self.reservations[fix.driver_id]  # the trip started: on_trip keeps the driver busy now
         self._refresh(driver, now)
+
+    def _make_room(self) -> bool:
+        """Whether a new driver may be held: below ``max_drivers``, or once the longest-silent
+        driver that is not reserved is evicted. False when every driver held is reserved."""
+        drivers = self.drivers
+        if len(drivers) < self.config.max_drivers:
+            return True
+        for _ in range(len(drivers)):
+            driver_id = next(iter(drivers))
+            if driver_id in self.reservations:
+                # Held for a rider: it goes round once more, behind every driver heard since.
+                drivers.move_to_end(driver_id)
+                continue
+            del drivers[driver_id]
+            self.index.remove(driver_id)
+            self.evicted += 1
+            return True
+        self.evicted += 1
+        return False
 
     def reserve(self, driver_id: str, request_id: str, since: float, now: float) -> None:
         """Hold a driver for a rider, unless the trip already started or the hold ran out."""
@@ -224,12 +282,18 @@ class Matcher:
     the offset to commit so that a restarted matcher reads again every request not yet
     answered (the oldest waiting one, else the next one). Answers of requests read again are
     known from :meth:`on_committed` (the ``ride-matches`` topic) and not given twice.
+
+    At most ``max_waiting`` riders wait. One more pushes the oldest out: it is answered
+    no_driver by the next :meth:`tick`, like a wait that ran out (exactly once, in the
+    caller's transaction, its offset held until then), and counted in :attr:`evicted_waiting`.
     """
 
     def __init__(self, config: MatchConfig, fleet: Fleet | None = None) -> None:
         self.config = config
         self.fleet = fleet if fleet is not None else Fleet(config)
         self.waiting: dict[str, Waiting] = {}  # in arrival order
+        self.evicted_waiting = 0  # riders answered no_driver early because max_waiting were waiting
+        self._pushed_out: dict[str, Waiting] = {}  # past max_waiting; the next tick answers them
         self._deadlines: list[tuple[float, str]] = []  # (deadline, request id), a heap
         self._waiting_in: dict[int, dict[str, Waiting]] = {}
         self._answered: dict[str, float] = {}  # request id -> when it was answered
@@ -242,7 +306,7 @@ class Matcher:
         """Answer a request at once, or keep it waiting (None). A repeated request id is ignored."""
         self.advance(source)
         request_id = request.request_id
-        if request_id in self._answered or request_id in self.waiting:
+        if request_id in self._answered or request_id in self.waiting or request_id in self._pushed_out:
             return None
         deadline = request.timestamp + self.config.max_wait_s
         if now >= deadline:
@@ -254,7 +318,19 @@ class Matcher:
         self.waiting[request_id] = waiting
         heapq.heappush(self._deadlines, (deadline, request_id))
         self._waiting_in.setdefault(source.partition, {})[request_id] = waiting
+        if len(self.waiting) > self.config.max_waiting:
+            self._push_out_oldest()
         return None
+
+    def _push_out_oldest(self) -> None:
+        """The oldest rider stops waiting; it stays in ``_waiting_in`` (its offset is not committed)
+        until :meth:`tick` answers it."""
+        request_id = next(iter(self.waiting))
+        self._pushed_out[request_id] = self.waiting.pop(request_id)
+        if len(self._deadlines) > 2 * self.config.max_waiting:
+            # Deadlines of riders no longer waiting stay in the heap until they pass: drop them.
+            self._deadlines = [(waiting.deadline, rid) for rid, waiting in self.waiting.items()]
+            heapq.heapify(self._deadlines)
 
     def advance(self, source: Source) -> None:
         """Note that a record was read (a request, or one refused), so its offset can be committed."""
@@ -273,11 +349,11 @@ class Matcher:
         return request_id in self._answered
 
     def tick(self, now: float) -> list[RideMatch]:
-        """End the waits that ran out (no_driver), then offer freed and moving drivers to the
-        waiting riders, oldest first."""
+        """Answer no_driver to the riders pushed out past ``max_waiting`` and to those whose wait
+        ran out, then offer freed and moving drivers to the waiting riders, oldest first."""
         self.fleet.expire_reservations(now)
         self.fleet.sweep(now)
-        answers = []
+        answers = self._answer_pushed_out(now)
         while self._deadlines and self._deadlines[0][0] <= now:
             _, request_id = heapq.heappop(self._deadlines)
             waiting = self.waiting.get(request_id)
@@ -292,7 +368,7 @@ class Matcher:
             return answers
         self._last_retry = now
         self._freed_seen = self.fleet.freed
-        for request_id, waiting in list(self.waiting.items())[:RETRY_BUDGET]:
+        for request_id, waiting in list(islice(self.waiting.items(), RETRY_BUDGET)):
             if len(self.fleet.index) == 0:
                 break
             found = self.fleet.nearest(waiting.request.latitude, waiting.request.longitude, now)
@@ -301,10 +377,19 @@ class Matcher:
                 answers.append(self._answer(waiting.request, found, now))
         return answers
 
+    def _answer_pushed_out(self, now: float) -> list[RideMatch]:
+        answers = []
+        for request_id, waiting in self._pushed_out.items():
+            del self._waiting_in[waiting.source.partition][request_id]
+            answers.append(self._answer(waiting.request, None, now))
+        self.evicted_waiting += len(answers)
+        self._pushed_out.clear()
+        return answers
+
     def on_committed(self, match: RideMatch, now: float) -> None:
         """A committed answer read from ride-matches, by this matcher or another one."""
         self._answered.setdefault(match.request_id, match.timestamp)
-        waiting = self.waiting.get(match.request_id)
+        waiting = self.waiting.get(match.request_id) or self._pushed_out.get(match.request_id)
         if waiting is not None:
             self._stop_waiting(match.request_id, waiting.source.partition)
         if match.outcome == MATCHED and match.driver_id is not None:
@@ -338,7 +423,8 @@ class Matcher:
         """Another matcher (or this one, after a rewind) reads these partitions from their committed offsets."""
         for partition in partitions:
             for request_id in self._waiting_in.pop(partition, {}):
-                del self.waiting[request_id]
+                self.waiting.pop(request_id, None)
+                self._pushed_out.pop(request_id, None)
             self._next.pop(partition, None)
         if not self.waiting:
             self._deadlines.clear()
@@ -348,7 +434,8 @@ class Matcher:
         self._answered = {rid: ts for rid, ts in self._answered.items() if ts >= timestamp}
 
     def _stop_waiting(self, request_id: str, partition: int) -> None:
-        del self.waiting[request_id]
+        if self.waiting.pop(request_id, None) is None:
+            del self._pushed_out[request_id]
         del self._waiting_in[partition][request_id]
 
     def _answer(self, request: RideRequest, found: tuple[Driver, float] | None, now: float) -> RideMatch:

@@ -20,26 +20,35 @@ twice nor gives a reserved driver away.
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import FencedInstanceIdError, KafkaError, ProducerFencedError
+from kafka.errors import FencedInstanceIdError, KafkaError, ProducerFencedError, TransactionAbortedError
 from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
 from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect, ensure_topics
-from bus.deadletter import DLQ_MAX_MESSAGE_BYTES, ensure_dead_letter_topic, send_dead_letter
-from fleet.rides import MATCHED, RideMatch, encode_match, match_key, parse_match, parse_request
-from fleet.schema import InvalidMessage, parse_fix
+from bus.deadletter import (
+    DLQ_MAX_MESSAGE_BYTES,
+    DeadLetterSink,
+    dead_letter_topic,
+    ensure_dead_letter_topic,
+    send_dead_letter,
+)
+from bus.intake import Record, RefusalLog, take
+from fleet import decode
+from fleet.decode import Refusal
+from fleet.rides import MATCHED, RideMatch, commit_metadata, encode_match, match_key, parse_commit_metadata
 from fleet.settings import bootstrap_list
 from matcher.matching import MatchConfig, Matcher, Source
+from matcher.metrics import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,12 @@ TRANSACTION_TIMEOUT_MS = 10_000
 TRANSACTION_RETRY_BACKOFF_MS = 20
 MAX_BLOCK_MS = 10_000
 FORGET_ANSWERS_INTERVAL_S = 10.0
+# A transaction that failed because a dead letter could not be written would fail again on the same
+# request after the resync, forever. So for this long after such a failure, refused requests are not
+# copied (counted as dead-letter failures) and matching goes on; then copying is tried again.
+DEAD_LETTER_PAUSE_S = 30.0
+# An unexpected error of one turn of the loop (a bug) is logged at most this often.
+ERROR_LOG_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,7 @@ class ServiceConfig:
     commit_interval_s: float
     log_interval_s: float
     match: MatchConfig
+    metrics_address: tuple[str, int] | None = None  # where /metrics is served, if anywhere
 
     @property
     def transactional_id(self) -> str:
@@ -92,28 +108,41 @@ def partition_of(area: str, partitions: int) -> int:
 
 
 @dataclass
-class IntervalStats:
+class Counts:
+    """What the matcher did since it started; the log line shows the difference over its interval."""
+
     requests: int = 0
     matched: int = 0
     no_driver: int = 0
     dead_letters: int = 0
+    dead_letter_failures: int = 0
     skipped: int = 0
     fixes: int = 0
     refused_state: int = 0
     transactions: int = 0
     commit_s: float = 0.0
-    waits_s: list[float] = field(default_factory=list)
 
-    def line(self, seconds: float, waiting: int, drivers: int, free: int, reserved: int) -> str:
-        median = f"{statistics.median(self.waits_s):.2f} s" if self.waits_s else "-"
-        commit_ms = 1000 * self.commit_s / self.transactions if self.transactions else 0.0
-        return (
-            f"{self.requests} requests in {seconds:.1f} s ({self.requests / seconds:.1f}/s): "
-            f"{self.matched} matched, {self.no_driver} no driver, {waiting} waiting, "
-            f"{self.dead_letters} dead-lettered, {self.skipped} already answered; "
-            f"median time to match {median}; drivers {drivers} known, {free} free, {reserved} reserved; "
-            f"{self.fixes} fixes, {self.transactions} transactions ({commit_ms:.0f} ms each)"
-        )
+    def minus(self, earlier: Counts) -> Counts:
+        return Counts(**{f.name: getattr(self, f.name) - getattr(earlier, f.name) for f in fields(self)})
+
+
+def stats_line(
+    delta: Counts, seconds: float, waits_s: list[float], matcher: Matcher, pushed_out: int, evicted: int
+) -> str:
+    """One line about an interval: ``delta`` of the counts, the times to match, the riders pushed out and
+    drivers evicted by the caps, and where the matcher stands."""
+    median = f"{statistics.median(waits_s):.2f} s" if waits_s else "-"
+    commit_ms = 1000 * delta.commit_s / delta.transactions if delta.transactions else 0.0
+    fleet = matcher.fleet
+    return (
+        f"{delta.requests} requests in {seconds:.1f} s ({delta.requests / seconds:.1f}/s): "
+        f"{delta.matched} matched, {delta.no_driver} no driver, {len(matcher.waiting)} waiting "
+        f"({pushed_out} pushed out by the cap), "
+        f"{delta.dead_letters} dead-lettered ({delta.dead_letter_failures} could not be), "
+        f"{delta.skipped} already answered; median time to match {median}; drivers {len(fleet.drivers)} known "
+        f"({evicted} evicted by the cap), {len(fleet.index)} free, {len(fleet.reservations)} reserved; "
+        f"{delta.fixes} fixes, {delta.transactions} transactions ({commit_ms:.0f} ms each)"
+    )
 
 
 @dataclass
@@ -131,21 +160,6 @@ def is_fenced(error: BaseException) -> bool:
     error once, then a plain KafkaError naming it for every later transactional call."""
     fenced = (ProducerFencedError, FencedInstanceIdError)
     return isinstance(error, fenced) or any(kind.__name__ in str(error) for kind in fenced)
-
-
-def commit_metadata(timestamp_ms: int, read_to: int) -> str:
-    """What a committed offset carries: the record time to rewind ride-matches from, and how far
-    requests were read (refused requests below it were dead-lettered already)."""
-    return json.dumps({"ts": timestamp_ms, "read_to": read_to}, separators=(",", ":"))
-
-
-def parse_commit_metadata(metadata: str | None) -> tuple[int, int]:
-    """(timestamp ms, read_to) of a committed offset; (0, 0) when unknown: rewind fully, replay nothing."""
-    try:
-        data = json.loads(metadata or "")
-        return int(data["ts"]), int(data["read_to"])
-    except (ValueError, TypeError, KeyError):
-        return 0, 0
 
 
 class Rebalance(ConsumerRebalanceListener):
@@ -184,7 +198,21 @@ class MatcherService:
         # Until the first resync completes, it also waits for the drivers' recent past.
         self.drivers_target: dict[TopicPartition, int] = {}
         self.fatal: FatalError | None = None
-        self.stats = IntervalStats()
+        self.counts = Counts()
+        self.refused: Counter[tuple[str, str]] = Counter()  # (topic, reason) since start
+        self.waits_s: list[float] = []  # times to match since the last stats line
+        self._logged = Counts()
+        self._logged_evictions = (0, 0)
+        # Dead letters of the open transaction, to tell afterwards whether one of them made it fail.
+        self.transaction_dead_letters: list = []
+        self.dead_letters_paused_until = 0.0
+        self.refusal_log = RefusalLog("matcher")
+        # Records of driver-location and ride-matches that made the matcher raise (a bug), copied to their
+        # dead-letter topics outside the transactions: those topics are not the matcher's to commit.
+        self.state_dead_letters = DeadLetterSink(config.bootstrap, f"matcher-{config.instance_id}-dlq")
+        self.errors = 0
+        self.error_logged_at = -float("inf")
+        self.metrics_server = None
 
     # ---- life cycle
 
@@ -195,6 +223,14 @@ class MatcherService:
             "matcher %s starting: requests from %s, answers to %s, drivers from %s, group %s",
             config.instance_id, config.request_topic, config.match_topic, config.driver_topic, config.group_id,
         )  # fmt: skip
+        if config.metrics_address is not None:
+            host, port = config.metrics_address
+            try:
+                self.metrics_server = serve_metrics(self, host, port)
+            except OSError as e:
+                log.error("cannot serve metrics on %s:%d: %s", host, port, e.strerror or e)
+                return 1
+            log.info("metrics at http://%s:%d/metrics", host, port)
         try:
             if not self.connect():
                 return 0
@@ -291,6 +327,10 @@ class MatcherService:
         self.drivers_target = self.state.end_offsets(drivers)
 
     def close(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+        self.state_dead_letters.close()
         for client in (self.requests, self.state):
             if client is not None:
                 client.close()
@@ -321,57 +361,87 @@ class MatcherService:
                 self.emit(answer)
         except KafkaError as e:
             self.recover(e)
+        except Exception:  # a bug: take back this turn's decisions, resync, and go on
+            self.errors += 1
+            if time.monotonic() - self.error_logged_at >= ERROR_LOG_INTERVAL_S:
+                self.error_logged_at = time.monotonic()
+                log.exception("matcher turn failed (%d times so far); aborting it and resyncing", self.errors)
+            self.abort_and_forget()
 
     def apply_state(self, batch: dict, now: float) -> None:
-        driver_topic = self.config.driver_topic
-        fleet, matcher, stats = self.matcher.fleet, self.matcher, self.stats
+        """Drivers' fixes and committed answers, each record through its total decoder."""
         for partition, records in batch.items():
-            if partition.topic == driver_topic:
-                for record in records:
-                    try:
-                        fleet.on_fix(parse_fix(record.value, now), now)
-                    except InvalidMessage:
-                        stats.refused_state += 1  # the dashboard dead-letters driver-location
-                    else:
-                        stats.fixes += 1
+            if partition.topic == self.config.driver_topic:
+                take(records, lambda r: decode.FIXES(r.key, r.value, now), lambda items: self.on_fixes(items, now),
+                     self.refuse_state)  # fmt: skip
             else:
-                for record in records:
-                    try:
-                        matcher.on_committed(parse_match(record.value, now), now)
-                    except InvalidMessage:
-                        stats.refused_state += 1
+                take(records, lambda r: decode.MATCHES(r.key, r.value, now),
+                     lambda items: self.on_matches(items, now), self.refuse_state)  # fmt: skip
+
+    def on_fixes(self, items: list, now: float) -> None:
+        for fix, _ in items:
+            self.matcher.fleet.on_fix(fix, now)
+        self.counts.fixes += len(items)
+
+    def on_matches(self, items: list, now: float) -> None:
+        for match, _ in items:
+            self.matcher.on_committed(match, now)
+
+    def refuse_state(self, record: Record, refusal: Refusal) -> None:
+        """A record of driver-location or ride-matches the matcher cannot use: the dashboard dead-letters
+        refused ones; one that made the matcher itself fail is copied here."""
+        self.counts.refused_state += 1
+        self.refused[(record.topic, refusal.reason)] += 1
+        self.refusal_log.note(record.topic, refusal, f"{record.topic}/{record.partition}/{record.offset}")
+        if refusal.reason == decode.INTERNAL_ERROR:
+            self.state_dead_letters.send(record, refusal)
 
     def handle_request(self, record, now: float) -> None:
+        """Answer (or keep waiting) one request; a refused one is dead-lettered in the transaction."""
         source = Source(record.partition, record.offset, record.timestamp)
-        self.stats.requests += 1
-        try:
-            request = parse_request(record.value, now)
-        except InvalidMessage as e:
+        self.counts.requests += 1
+        request = decode.REQUESTS(record.key, record.value, now)
+        if isinstance(request, Refusal):
             self.matcher.advance(source)
-            if record.offset < self.replay_until.get(record.partition, 0):
-                self.stats.skipped += 1  # dead-lettered before a restart, in a committed transaction
-                return
-            self.begin_transaction()
-            send_dead_letter(
-                self.producer, record.topic, record.partition, record.offset,
-                record.key, record.value, record.headers, e.reason, e.detail,
-            )  # fmt: skip
-            self.stats.dead_letters += 1
+            self.dead_letter_request(record, request)
             return
         if self.matcher.is_answered(request.request_id):
-            self.stats.skipped += 1
-        answer = self.matcher.submit(request, source, now)
+            self.counts.skipped += 1
+        try:
+            answer = self.matcher.submit(request, source, now)
+        except Exception as e:  # noqa: BLE001 - a bug costs this request, answered by its dead letter
+            self.matcher.advance(source)
+            self.dead_letter_request(record, Refusal.of_exception(e))
+            return
         if answer is not None:
             self.emit(answer)
+
+    def dead_letter_request(self, record, refusal: Refusal) -> None:
+        self.refused[(record.topic, refusal.reason)] += 1
+        self.refusal_log.note(record.topic, refusal, f"{record.topic}/{record.partition}/{record.offset}")
+        if record.offset < self.replay_until.get(record.partition, 0):
+            self.counts.skipped += 1  # dead-lettered before a restart, in a committed transaction
+            return
+        if time.monotonic() < self.dead_letters_paused_until:
+            self.counts.dead_letter_failures += 1
+            return
+        self.begin_transaction()
+        try:
+            future = send_dead_letter(self.producer, record, refusal)
+        except KafkaError as e:  # too large for the producer, or no metadata for the topic in time
+            log.warning("could not dead-letter %s/%d/%d (%s)", record.topic, record.partition, record.offset, e)
+            self.counts.dead_letter_failures += 1
+            return
+        self.transaction_dead_letters.append(future)
 
     def emit(self, answer: RideMatch) -> None:
         self.begin_transaction()
         self.producer.send(self.config.match_topic, key=match_key(answer.request_id), value=encode_match(answer))
         if answer.outcome == MATCHED:
-            self.stats.matched += 1
-            self.stats.waits_s.append(answer.time_to_match_s)
+            self.counts.matched += 1
+            self.waits_s.append(answer.time_to_match_s)
         else:
-            self.stats.no_driver += 1
+            self.counts.no_driver += 1
 
     # ---- transactions
 
@@ -379,6 +449,7 @@ class MatcherService:
         if not self.in_transaction:
             self.producer.begin_transaction()
             self.in_transaction = True
+            self.transaction_dead_letters = []
 
     def commit(self) -> None:
         """Commit the answers so far with the offsets of the requests read: one transaction."""
@@ -406,12 +477,14 @@ class MatcherService:
             self.recover(e)
             return
         self.in_transaction = False
-        self.stats.commit_s += time.monotonic() - started
+        self.counts.dead_letters += len(self.transaction_dead_letters)
+        self.transaction_dead_letters = []
+        self.counts.commit_s += time.monotonic() - started
         self.matcher.checkpoint()
         self.committed_positions = positions
         for partition, (_, timestamp_ms, _) in positions.items():
             self.answers_floor_ms[partition] = timestamp_ms
-        self.stats.transactions += 1
+        self.counts.transactions += 1
 
     def recover(self, error: KafkaError) -> None:
         """After a Kafka error: stop if another instance took our id, else abort and resync."""
@@ -424,7 +497,23 @@ class MatcherService:
             )
             return
         log.warning("transaction failed (%s: %s); aborting it and resyncing", type(error).__name__, error)
+        self.pause_dead_letters_if_they_failed()
         self.abort_and_forget()
+
+    def pause_dead_letters_if_they_failed(self) -> None:
+        """A dead-letter topic that cannot be written fails every transaction that writes to it: stop
+        writing to it for a while, or the same refused request would fail its transaction forever."""
+        failed = [
+            f for f in self.transaction_dead_letters
+            if f.failed() and not f.retriable() and not isinstance(f.exception, TransactionAbortedError)
+        ]  # fmt: skip
+        if not failed:
+            return
+        self.dead_letters_paused_until = time.monotonic() + DEAD_LETTER_PAUSE_S
+        log.error(
+            "%s could not be written (%s); refused requests are not copied for %.0f s, then it is tried again",
+            dead_letter_topic(self.config.request_topic), failed[0].exception, DEAD_LETTER_PAUSE_S,
+        )  # fmt: skip
 
     def abort_and_forget(self) -> None:
         """Abort the open transaction, take back what it decided, and resync before matching again."""
@@ -560,12 +649,15 @@ class MatcherService:
     def log_stats(self, seconds: float) -> None:
         if seconds <= 0:
             return
-        fleet = self.matcher.fleet
-        line = self.stats.line(
-            seconds, len(self.matcher.waiting), len(fleet.drivers), len(fleet.index), len(fleet.reservations)
-        )
-        log.info("%s", line)
-        if self.stats.refused_state:
-            log.warning("%d refused messages on %s or %s ignored", self.stats.refused_state,
+        evictions = (self.matcher.evicted_waiting, self.matcher.fleet.evicted)
+        pushed_out, evicted = (now - before for now, before in zip(evictions, self._logged_evictions, strict=True))
+        delta = self.counts.minus(self._logged)
+        log.info("%s", stats_line(delta, seconds, self.waits_s, self.matcher, pushed_out, evicted))
+        self.refusal_log.flush()
+        refused = self.counts.refused_state - self._logged.refused_state
+        if refused:
+            log.warning("%d refused messages on %s or %s ignored", refused,
                         self.config.driver_topic, self.config.match_topic)  # fmt: skip
-        self.stats = IntervalStats()
+        self._logged = replace(self.counts)
+        self._logged_evictions = evictions
+        self.waits_s = []

@@ -6,7 +6,8 @@ LOG_LEVEL) live in ``fleet.settings``.
 
 from __future__ import annotations
 
-from fleet.settings import Setting, positive_float, positive_int
+from fleet.settings import Setting, port_number, positive_float, positive_int
+from matcher import matching
 
 
 def instance_id(raw: str) -> str:
@@ -45,6 +46,18 @@ RESERVATION_TIMEOUT_S = Setting(
 DRIVER_MAX_AGE_S = Setting(
     "MATCHER_DRIVER_MAX_AGE_S", 15.0, "A driver whose latest fix is older than this is not offered.", positive_float
 )
+MAX_DRIVERS = Setting(
+    "MATCHER_MAX_DRIVERS",
+    matching.MAX_DRIVERS,
+    "Most drivers the matcher holds; past it the longest-silent one that is not reserved is evicted.",
+    positive_int,
+)
+MAX_WAITING = Setting(
+    "MATCHER_MAX_WAITING",
+    matching.MAX_WAITING,
+    "Most riders waiting for a driver; past it the oldest is answered no_driver at once.",
+    positive_int,
+)
 PARTITIONS = Setting(
     "MATCHER_PARTITIONS", 6, "Partitions of each topic the matcher creates because it is missing.", positive_int
 )
@@ -52,3 +65,9 @@ COMMIT_INTERVAL_MS = Setting(
     "MATCHER_COMMIT_INTERVAL_MS", 100, "How often answers and offsets are committed, in one transaction.", positive_int
 )
 LOG_INTERVAL_S = Setting("MATCHER_LOG_INTERVAL_S", 10.0, "Seconds between two statistics lines.", positive_float)
+METRICS_PORT = Setting(
+    "MATCHER_METRICS_PORT", None, "Port of the matcher's Prometheus metrics at /metrics (unset: none).", port_number
+)
+METRICS_HOST = Setting(
+    "MATCHER_METRICS_HOST", "127.0.0.1", "Address of the metrics endpoint (0.0.0.0: every interface)."
+)

@@ -20,8 +20,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect
-from fleet.rides import MATCHED, encode_request, parse_match, request_key
-from fleet.schema import InvalidMessage
+from bus.intake import Record, RefusalLog, take
+from fleet import decode
+from fleet.decode import Refusal
+from fleet.rides import MATCHED, RideMatch, encode_request, request_key
 from fleet.settings import RIDE_MATCH_TOPIC, RIDE_REQUEST_TOPIC, bootstrap_list
 from simulator.fleet_model import Fleet
 from simulator.rides import RideBook, RiderSchedule
@@ -89,6 +91,7 @@ class Dispatch:
         self.next_poll = 0.0
         self.next_forget = FORGET_EVERY_S
         self.refused = 0
+        self.refusal_log = RefusalLog("simulator")
 
     def tick(self, elapsed: float, timestamp: float, fleet_now: float) -> None:
         """Send the requests due ``elapsed`` seconds into the run, and act on answers that arrived.
@@ -131,19 +134,27 @@ class Dispatch:
             return
         now = time.time()
         for records in batches.values():
-            for record in records:
-                self.on_answer(record.value, now, fleet_now)
+            take(
+                records,
+                lambda r: decode.MATCHES(r.key, r.value, now),
+                lambda items: self.on_answers(items, fleet_now),
+                self.on_refused,
+            )
+        self.refusal_log.flush()
 
-    def on_answer(self, value: bytes | None, now: float, fleet_now: float) -> None:
-        try:
-            match = parse_match(value, now)
-        except InvalidMessage as e:
-            self.refused += 1
-            log.debug("refused answer on %s: %s (%s)", self.options.match_topic, e.reason, e.detail)
-            return
+    def on_refused(self, record: Record, refusal: Refusal) -> None:
+        """An answer that breaks the contract (the dashboard dead-letters those), or that made us fail."""
+        self.refused += 1
+        self.refusal_log.note(record.topic, refusal, f"{record.topic}/{record.partition}/{record.offset}")
+
+    def on_answers(self, items: list[tuple[RideMatch, Record]], fleet_now: float) -> None:
+        for match, _ in items:
+            self.on_answer(match, fleet_now)
+
+    def on_answer(self, match: RideMatch, fleet_now: float) -> None:
         request = self.book.answer(match)
         if request is None:
-            return  # another rider's answer
+            return  # another rider's answer, or one already taken
         if match.outcome != MATCHED:
             log.debug("no driver for %s (%s)", match.request_id, match.rider_id)
             return

@@ -17,10 +17,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from broker.local import BrokerConfig, BrokerError, LocalBroker
+
+# Property tests are the same on every run (derandomized: CI never fails on a new random draw) and keep no
+# example database in the repository; a run with HYPOTHESIS_PROFILE=explore draws fresh examples locally.
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("explore", max_examples=5000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 # The tutorial's producer and consumer, byte for byte (see tests/reference/README.md).

@@ -1,11 +1,14 @@
 """The matcher's spatial grid: the nearest point within a radius, exactly as a full scan finds it."""
 
+import math
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleet.geo import destination, haversine_m
-from matcher.index import GridIndex
+from matcher.index import DEFAULT_CELL_DEG, LIST_COST, GridIndex, distance_from_term, haversine_term
 
 TIMES_SQUARE = (40.758, -73.9855)
 
@@ -95,3 +98,136 @@ def test_a_cell_size_that_does_not_divide_360_degrees_is_refused():
         GridIndex(0.007)
     with pytest.raises(ValueError, match="divide 360"):
         GridIndex(0)
+
+
+# ---- any point on Earth: poles, the antimeridian, radii up to the whole Earth
+
+
+def brute_force_terms(points: dict[str, tuple[float, float]], lat: float, lon: float, max_m: float):
+    """Every point's haversine term computed as the index computes it: the nearest (id, distance), exactly."""
+    phi0, lam0 = math.radians(lat), math.radians(lon)
+    cos0 = math.cos(phi0)
+    best_a, best_id = haversine_term(max_m), None
+    for item_id, (p_lat, p_lon) in points.items():
+        phi, lam = math.radians(p_lat), math.radians(p_lon)
+        a = math.sin((phi - phi0) / 2) ** 2 + cos0 * math.cos(phi) * math.sin((lam - lam0) / 2) ** 2
+        if a < best_a or (a == best_a and (best_id is None or item_id < best_id)):
+            best_a, best_id = a, item_id
+    return None if best_id is None else (best_id, distance_from_term(best_a))
+
+
+EDGE_LATITUDES = [90.0, -90.0, 89.9999, -89.9999, 89.99, -89.99, 0.0]
+EDGE_LONGITUDES = [180.0, -180.0, 179.9999, -179.9999, 0.0]
+latitudes = st.one_of(st.sampled_from(EDGE_LATITUDES), st.floats(-90, 90))
+longitudes = st.one_of(st.sampled_from(EDGE_LONGITUDES), st.floats(-180, 180))
+radii = st.one_of(st.sampled_from([1.0, 5000.0, 20_000_000.0]), st.floats(1.0, 20_000_000.0))
+
+
+@st.composite
+def scenes(draw):
+    """A query point and radius, and items: some anywhere, some within a few radii of the query
+    (so that there is something to find), some on the edge of the radius, several at exactly the
+    same spot (ties)."""
+    lat, lon, radius = draw(latitudes), draw(longitudes), draw(radii)
+    near = st.builds(
+        lambda bearing, share: destination(lat, lon, bearing, share * radius),
+        st.one_of(st.sampled_from([0.0, 90.0, 180.0, 270.0]), st.floats(0, 360)),  # due north crosses a pole
+        st.one_of(st.sampled_from([0.999999, 1.0, 1.000001]), st.floats(0, 3)),  # on the edge of the radius
+    )
+    spots = draw(st.lists(st.one_of(st.tuples(latitudes, longitudes), near), max_size=30))
+    repeated = draw(st.lists(st.sampled_from(spots), max_size=5)) if spots else []
+    points = {f"d{n:02d}": spot for n, spot in enumerate(spots + repeated)}
+    order = draw(st.permutations(list(points)))
+    cell_deg = draw(st.sampled_from([DEFAULT_CELL_DEG, 0.0025, 1.0]))
+    return (lat, lon, radius), {item_id: points[item_id] for item_id in order}, cell_deg
+
+
+@given(scenes())
+@settings(max_examples=400)
+def test_for_any_point_on_earth_and_any_radius_the_grid_finds_exactly_what_a_full_scan_finds(scene):
+    (lat, lon, radius), points, cell_deg = scene
+    index = index_of(points, cell_deg)
+    assert index.nearest(lat, lon, radius) == brute_force_terms(points, lat, lon, radius)
+
+
+@given(scenes(), st.data())
+@settings(max_examples=150)
+def test_points_moved_and_removed_anywhere_are_found_where_they_are_now(scene, data):
+    (lat, lon, radius), points, cell_deg = scene
+    index = index_of(points, cell_deg)
+    for item_id in data.draw(st.lists(st.sampled_from(sorted(points)), max_size=10)) if points else []:
+        if data.draw(st.booleans()):
+            points[item_id] = (data.draw(latitudes), data.draw(longitudes))
+            index.put(item_id, *points[item_id])
+        elif item_id in index:
+            index.remove(item_id)
+            del points[item_id]
+    assert index.nearest(lat, lon, radius) == brute_force_terms(points, lat, lon, radius)
+
+
+def city_and_pole(drivers_in_city: int, drivers_at_pole: int) -> tuple[GridIndex, dict[str, tuple[float, float]]]:
+    rnd = random.Random(drivers_in_city + drivers_at_pole)
+    points = {f"c{n:05d}": destination(*TIMES_SQUARE, rnd.uniform(0, 360), rnd.uniform(0, 20_000))
+              for n in range(drivers_in_city)}  # fmt: skip
+    points |= {f"p{n:03d}": destination(90.0, 0.0, rnd.uniform(0, 360), rnd.uniform(0, 8000))
+               for n in range(drivers_at_pole)}  # fmt: skip
+    return index_of(points, DEFAULT_CELL_DEG), points
+
+
+# A search inspects rings 0 and 1 (nine cells), then at most LIST_COST ring cells per row of its
+# window (cells are 556 m tall: about 20 rows for 5 km) before it lists the occupied cells of
+# those rows, then at most LIST_COST per cell listed, and the listed cells themselves.
+ROWS_IN_5_KM = 2 * 5000 / 556 + 2
+
+
+@pytest.mark.parametrize("lat, lon", [(90.0, 0.0), (-90.0, 0.0), (89.9999, 180.0), (90.0, -180.0)])
+def test_a_query_at_a_pole_inspects_a_hundred_cells_at_most_however_many_drivers_a_city_holds(lat, lon):
+    index, _ = city_and_pole(5000, 0)
+    assert index.nearest(lat, lon, 5000) is None
+    assert index.cells_inspected <= 9 + LIST_COST * ROWS_IN_5_KM < 100  # the old ring search: 36,000 rings
+
+
+def test_a_query_at_a_pole_with_drivers_near_it_inspects_a_few_times_their_cells_and_finds_the_nearest():
+    index, points = city_and_pole(5000, 300)
+    pole_cells = len({index._where[item_id] for item_id in points if item_id.startswith("p")})
+    for lat in (90.0, 89.9999, 89.97):
+        assert index.nearest(lat, 180.0, 5000) == brute_force_terms(points, lat, 180.0, 5000)
+        assert index.cells_inspected <= 9 + (LIST_COST + 1) * max(pole_cells, ROWS_IN_5_KM)
+
+
+@pytest.mark.parametrize("lon", [180.0, -180.0, 179.999, -179.999])
+def test_a_query_on_the_antimeridian_inspects_no_more_than_its_window_and_finds_drivers_on_both_sides(lon):
+    points = {"east": destination(0.0, 180.0, 90, 3000), "west": destination(0.0, 180.0, 270, 2000)}
+    index = index_of(points, DEFAULT_CELL_DEG)
+    assert index.nearest(0.0, lon, 2500)[0] == "west"
+    assert index.nearest(0.0, lon, 1500) is None
+    window = (2 * 1500 / 556 + 2) ** 2  # 1.5 km each way in cells of 556 m, plus the partial ones
+    assert index.cells_inspected <= window
+
+
+def test_a_search_as_wide_as_the_earth_inspects_a_few_times_the_occupied_cells_at_most():
+    index, points = city_and_pole(3000, 100)
+    rnd = random.Random(1)
+    for _ in range(20):
+        lat, lon = rnd.uniform(-90, 90), rnd.uniform(-180, 180)
+        assert index.nearest(lat, lon, 20_000_000) == brute_force_terms(points, lat, lon, 20_000_000)
+        assert index.cells_inspected <= 9 + (LIST_COST + 1) * len(index._cells)
+
+
+@pytest.mark.parametrize("lon", [0.0, 45.3, 179.9999, 180.0, -180.0, -0.0025])
+def test_a_driver_across_the_pole_on_the_opposite_meridian_is_found(lon):
+    across = destination(89.999, lon, 0, 222)  # over the pole: longitude lon ± 180
+    index = index_of({"across": across, "far": (89.99, lon)}, DEFAULT_CELL_DEG)
+    assert index.nearest(89.999, lon, 500) == brute_force_terms({"across": across}, 89.999, lon, 500)
+
+
+@given(scenes())
+@settings(max_examples=150)
+def test_no_cell_is_inspected_twice_by_one_search(scene):
+    (lat, lon, radius), points, cell_deg = scene
+    index = index_of(points, cell_deg)
+    seen: list[tuple[int, int]] = []
+    scan = index._scan
+    index._scan = lambda keys, *rest: (seen.extend(keys), scan(keys, *rest))[1]
+    index.nearest(lat, lon, radius)
+    assert len(seen) == len(set(seen)) <= index.cells_inspected

@@ -6,7 +6,7 @@ import pytest
 
 from fleet.geo import destination
 from fleet.rides import MATCHED, NO_DRIVER, RideMatch, RideRequest, area_of
-from fleet.schema import Fix
+from fleet.schema import SEQ_RESTART_S, Fix
 from matcher.matching import RETRY_BUDGET, MatchConfig, Matcher, Source, eta_s
 
 T0 = 1_800_000_000.0
@@ -26,9 +26,11 @@ class Clock:
         return request, Source(partition, self.offset, int(at * 1000))
 
 
-def fix(driver_id: str, at: float, metres_north: float = 200.0, status: str | None = "available") -> Fix:
+def fix(
+    driver_id: str, at: float, metres_north: float = 200.0, status: str | None = "available", seq: int | None = None
+) -> Fix:
     lat, lon = destination(*RIDER, 0, metres_north)
-    return Fix(driver_id, lat, lon, at, status=status)
+    return Fix(driver_id, lat, lon, at, status=status, seq=seq)
 
 
 @pytest.fixture
@@ -227,10 +229,15 @@ def test_old_answers_are_forgotten(story):
     assert not matcher.is_answered("r1") and matcher.is_answered("r2")
 
 
-def test_a_thousand_riders_and_two_hundred_drivers_no_driver_ever_holds_two_riders():
+@pytest.mark.parametrize(
+    "caps",
+    [{}, {"max_drivers": 150, "max_waiting": 20}],  # the second evicts drivers and pushes riders out all along
+    ids=["default caps", "small caps"],
+)
+def test_a_thousand_riders_and_two_hundred_drivers_no_driver_ever_holds_two_riders(caps):
     """Riders arrive for 33 s; half the matched drivers start a 20 s trip, the others never show up."""
     rnd = random.Random(7)
-    matcher = Matcher(MatchConfig(max_wait_s=10, reservation_timeout_s=5, driver_max_age_s=15))
+    matcher = Matcher(MatchConfig(max_wait_s=10, reservation_timeout_s=5, driver_max_age_s=15, **caps))
     drivers = {f"d{n:03d}": rnd.uniform(0, 3000) for n in range(200)}
     trip_ends: dict[str, float] = {}
     busy_until: dict[str, float] = {}  # when each driver may take its next rider at the earliest
@@ -263,6 +270,7 @@ def test_a_thousand_riders_and_two_hundred_drivers_no_driver_ever_holds_two_ride
     assert len(answers) == 1000
     outcomes = [a.outcome for a in answers.values()]
     assert outcomes.count(MATCHED) > 200 and outcomes.count(NO_DRIVER) > 0
+    assert (matcher.fleet.evicted > 0 and matcher.evicted_waiting > 0) == bool(caps)
 
 
 def test_each_round_offers_drivers_to_a_bounded_number_of_the_oldest_waiting_riders(story):
@@ -277,3 +285,113 @@ def test_each_round_offers_drivers_to_a_bounded_number_of_the_oldest_waiting_rid
     answers = matcher.tick(T0 + 30)  # the crowd's wait is over; the young rider's turn comes
     assert [a.outcome for a in answers].count(NO_DRIVER) == RETRY_BUDGET
     assert answers[-1].request_id == "young" and answers[-1].driver_id == "d1"
+
+
+# ---- seq, and bounds on drivers and waiting riders
+
+
+def test_a_fix_with_a_smaller_seq_is_ignored_within_the_restart_window_and_taken_after_it(story):
+    matcher, _ = story
+    matcher.fleet.on_fix(fix("d1", T0, 100, seq=7), T0)
+    matcher.fleet.on_fix(fix("d1", T0 + 5, 4000, status="offline", seq=3), T0 + 5)  # late, though newer
+    driver = matcher.fleet.drivers["d1"]
+    assert (driver.fix_ts, driver.status, driver.seq) == (T0, "available", 7)
+    restarted = T0 + SEQ_RESTART_S + 1  # the producer restarted and counts from 0 again
+    matcher.fleet.on_fix(fix("d1", restarted, 300, seq=0), restarted)
+    assert (driver.fix_ts, driver.seq) == (restarted, 0)
+
+
+def test_the_same_fix_read_again_changes_nothing_but_a_larger_seq_at_the_same_time_is_taken(story):
+    matcher, clock = story
+    matcher.fleet.on_fix(fix("d1", T0, 100, seq=1), T0)
+    matcher.fleet.on_fix(fix("d1", T0, 100, status="offline"), T0)  # no seq: a re-read record
+    assert matcher.fleet.drivers["d1"].status == "available"
+    matcher.fleet.on_fix(fix("d1", T0, 100, status="offline", seq=2), T0)
+    assert matcher.fleet.drivers["d1"].status == "offline"
+    assert matcher.submit(*clock.request("r1", T0), T0) is None
+
+
+def test_past_max_drivers_the_longest_silent_driver_is_evicted_and_counted():
+    matcher = Matcher(MatchConfig(max_drivers=3))
+    fleet = matcher.fleet
+    for n, driver_id in enumerate(["d1", "d2", "d3"]):
+        fleet.on_fix(fix(driver_id, T0 + n, 100 * (n + 1)), T0 + n)
+    fleet.on_fix(fix("d1", T0 + 3, 100), T0 + 3)  # d1 reports again: d2 is now the longest silent
+    fleet.on_fix(fix("d4", T0 + 4, 400), T0 + 4)
+    assert list(fleet.drivers) == ["d3", "d1", "d4"] and fleet.evicted == 1
+    assert "d2" not in fleet.index and len(fleet.index) == 3
+
+
+def test_a_reserved_driver_is_never_evicted_and_a_new_one_is_not_held_when_every_driver_is_reserved():
+    matcher, clock = Matcher(MatchConfig(max_drivers=2)), Clock()
+    fleet = matcher.fleet
+    fleet.on_fix(fix("d1", T0, 100), T0)
+    fleet.on_fix(fix("d2", T0, 200), T0)
+    assert matcher.submit(*clock.request("r1", T0), T0).driver_id == "d1"
+    fleet.on_fix(fix("d3", T0 + 1, 300), T0 + 1)  # evicts d2, not the reserved d1
+    assert set(fleet.drivers) == {"d1", "d3"} and fleet.evicted == 1
+    assert matcher.submit(*clock.request("r2", T0 + 1), T0 + 1).driver_id == "d3"
+    fleet.on_fix(fix("d4", T0 + 2, 400), T0 + 2)
+    assert set(fleet.drivers) == {"d1", "d3"} and fleet.evicted == 2
+    assert "d4" not in fleet.index
+
+
+def test_past_max_waiting_the_oldest_rider_is_answered_no_driver_once_by_the_next_tick():
+    matcher, clock = Matcher(MatchConfig(max_waiting=2)), Clock()
+    first = clock.request("r1", T0)
+    for request in (first, clock.request("r2", T0 + 1), clock.request("r3", T0 + 2)):
+        assert matcher.submit(*request, T0 + 2) is None
+    assert list(matcher.waiting) == ["r2", "r3"]
+    assert matcher.commit_positions() == {0: (first[1].offset, first[1].timestamp_ms)}  # r1 is not answered yet
+    assert matcher.submit(*first, T0 + 2) is None  # read again meanwhile: still answered once
+    [answer] = matcher.tick(T0 + 2)
+    assert (answer.request_id, answer.outcome, matcher.evicted_waiting) == ("r1", NO_DRIVER, 1)
+    assert matcher.is_answered("r1") and matcher.commit_positions()[0][0] == first[1].offset + 1
+    assert matcher.tick(T0 + 2.5) == [] and matcher.tick(T0 + 31) != []  # the others' waits run out as usual
+    assert matcher.evicted_waiting == 1
+
+
+def test_a_rider_pushed_out_then_rolled_back_is_not_answered_and_is_read_again():
+    matcher, clock = Matcher(MatchConfig(max_waiting=1)), Clock()
+    first = clock.request("r1", T0)
+    matcher.submit(*first, T0)
+    matcher.submit(*clock.request("r2", T0), T0)
+    matcher.rollback(T0)
+    assert matcher.tick(T0) == [] and not matcher.is_answered("r1")
+    assert matcher.submit(*first, T0) is None and list(matcher.waiting) == ["r1"]
+
+
+def test_a_rider_pushed_out_but_answered_by_another_matcher_is_not_answered_again():
+    matcher, clock = Matcher(MatchConfig(max_waiting=1)), Clock()
+    matcher.submit(*clock.request("r1", T0), T0)
+    matcher.submit(*clock.request("r2", T0), T0)
+    matcher.on_committed(RideMatch("r1", "rider-r1", NO_DRIVER, T0, T0, *RIDER), T0)
+    assert matcher.tick(T0) == [] and matcher.evicted_waiting == 0
+
+
+def test_a_crowd_of_riders_past_max_waiting_keeps_the_deadline_heap_bounded():
+    matcher, clock = Matcher(MatchConfig(max_waiting=10)), Clock()
+    for n in range(500):
+        matcher.submit(*clock.request(f"r{n}", T0), T0)
+        assert len(matcher.waiting) <= 10 and len(matcher._deadlines) <= 2 * 10 + 1
+    assert len(matcher.tick(T0)) == 490 and matcher.evicted_waiting == 490
+
+
+@pytest.mark.parametrize(
+    "field, value", [("max_drivers", 0), ("max_waiting", -1), ("max_waiting", 2.5), ("max_drivers", True)]
+)
+def test_caps_must_be_positive_integers(field, value):
+    with pytest.raises(ValueError, match=field):
+        MatchConfig(**{field: value})
+
+
+@pytest.mark.parametrize("pole", [90.0, -90.0])
+def test_a_rider_at_a_pole_waits_like_any_other_and_is_matched_with_a_driver_across_it(story, pole):
+    matcher, clock = story
+    for n in range(2000):  # a city full of drivers far away
+        matcher.fleet.on_fix(fix(f"city-{n}", T0, n), T0)
+    assert matcher.submit(*clock.request("r1", T0, where=(pole, 0.0)), T0) is None
+    across = destination(pole, 180.0, 0, 300)
+    matcher.fleet.on_fix(Fix("polar", *across, T0 + 1, status="available"), T0 + 1)
+    [answer] = matcher.tick(T0 + 1)
+    assert (answer.driver_id, round(answer.distance_m)) == ("polar", 300)

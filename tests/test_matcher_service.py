@@ -10,7 +10,7 @@ from collections import defaultdict
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bus.deadletter import HEADER_REASON, HEADER_SOURCE
+from bus.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
 from fleet.geo import destination
 from fleet.rides import MATCHED, NO_DRIVER, RideMatch, RideRequest, encode_request, parse_match, request_key
 from fleet.schema import Fix, encode_fix, encode_key
@@ -262,7 +262,9 @@ def test_malformed_requests_go_to_the_dead_letter_topic_with_their_reason(kafka_
     dead.close()
     assert {r.value: dict(r.headers)[HEADER_REASON].decode() for r in records} == bad
     assert all(dict(r.headers)["origin"] == b"test" for r in records)
-    assert all(dict(r.headers)[HEADER_SOURCE].decode().startswith(topics["requests"] + "/") for r in records)
+    assert all(dict(r.headers)[HEADER_TOPIC].decode() == topics["requests"] for r in records)
+    assert sorted(int(dict(r.headers)[HEADER_OFFSET]) for r in records) == [0, 1, 2, 3], "where each came from"
+    assert len({dict(r.headers)[HEADER_PARTITION] for r in records}) == 1, "one key (nyc), one partition"
     assert process.poll() is None
 
 

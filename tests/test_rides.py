@@ -68,7 +68,7 @@ def matched() -> RideMatch:
 
 def test_a_match_goes_through_its_encoding_unchanged_and_is_keyed_by_request_id():
     match = matched()
-    decoded = parse_match(encode_match(match), NOW)
+    decoded = parse_match(encode_match(match), match.timestamp, key=match_key(match.request_id))
     assert decoded.driver_id == "drv-00042" and decoded.eta_s == 45
     assert decoded.distance_m == pytest.approx(312.3)
     assert decoded.time_to_match_s == pytest.approx(1.5)

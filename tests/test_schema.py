@@ -75,8 +75,9 @@ def test_invalid_messages_are_refused_with_their_reason(value, reason):
     assert reason_of(value) == reason
 
 
-def test_a_few_seconds_in_the_future_is_clock_skew_not_an_error():
-    assert parse_fix(message(timestamp=NOW + 5), NOW).timestamp == NOW + 5
+def test_a_few_seconds_in_the_future_is_clock_skew_taken_as_now_and_more_is_refused():
+    assert parse_fix(message(timestamp=NOW + 4.9), NOW).timestamp == NOW
+    assert reason_of(message(timestamp=NOW + 5.1)) == schema.FUTURE_TIMESTAMP
 
 
 def test_hostile_looking_ids_are_just_text():

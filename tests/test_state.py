@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.schema import Fix
+from fleet.schema import SEQ_RESTART_S, Fix
 from fleet.state import FleetState
 
 T = 1_800_000_000.0
@@ -30,6 +30,23 @@ def test_an_older_fix_does_not_move_the_marker_backwards():
     assert state.get("a").latitude == 40.5
     assert state.ignored_older == 1
     assert [p[0] for p in state.get("a").trail_points()] == [40.5]
+
+
+def test_a_smaller_seq_never_replaces_a_newer_one_until_its_producer_has_clearly_restarted():
+    state = FleetState()
+    state.apply(fix("a", T, 40.0, seq=500), 0, 1, T)
+    assert not state.apply(fix("a", T + 1, 40.1, seq=499), 0, 2, T + 1), "a late fix with an older seq"
+    assert not state.apply(fix("a", T + SEQ_RESTART_S - 1, 40.2, seq=0), 0, 3, T + 9), "within the restart window"
+    assert state.apply(fix("a", T + SEQ_RESTART_S, 40.3, seq=1), 0, 4, T + 10), "the producer restarted: seq from 0"
+    assert state.apply(fix("a", T + SEQ_RESTART_S + 1, 40.4, seq=2), 0, 5, T + 11)
+    assert state.get("a").latitude == 40.4
+
+
+def test_a_fix_without_seq_is_ordered_by_its_timestamp_alone():
+    state = FleetState()
+    state.apply(fix("a", T, seq=9), 0, 1, T)
+    assert state.apply(fix("a", T + 1), 0, 2, T + 1)
+    assert state.apply(fix("a", T + 2, seq=3), 0, 3, T + 2), "nothing held to compare its seq with"
 
 
 def test_the_same_record_read_again_adds_no_trail_point():
