@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from operator import attrgetter
 from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import HTTPException
 
 from dashboard.rider_push import EVENT_RIDES
 from dashboard.service import Dashboard
 from fleet.riders import riders_json
+from fleet.schema import MAX_DRIVER_ID_CHARS
 from fleet.state import Driver
 
 api = Blueprint("api", __name__)
-# Streamed in chunks so that listing 100,000 drivers lets the frames and other requests through.
+# Drivers in a page of /api/drivers, unless asked, and at most: selecting a page from 100,000 drivers costs
+# the green thread that ticks ~20-40 ms, so a caller cannot make one request cost a full listing.
+DEFAULT_PAGE = 1000
+MAX_PAGE = 10_000
+# A page is streamed in chunks so that encoding it lets the frames and other requests through.
 CHUNK_DRIVERS = 1000
 _HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
@@ -27,21 +35,54 @@ def dashboard() -> Dashboard:
 
 @api.get("/api/drivers")
 def list_drivers() -> Response:
-    service = dashboard()
-    drivers = list(service.state)
-    stale_after_s = service.state.stale_after_s
+    """One page of the drivers held, by driver id: ``limit`` of them after the id ``after`` (docs/api.md)."""
+    try:
+        limit, after = page_arguments(request.args.get("limit"), request.args.get("after"))
+    except ValueError as e:
+        return json_response({"error": str(e)}, 400)
+    state = dashboard().state
+    ids, next_after = page_of(map(attrgetter("driver_id"), state), limit, after)
+    drivers = [driver for driver in map(state.get, ids) if driver is not None]  # all are: nothing ran in between
+    head = f'{{"count":{len(state)},"next":{_json(next_after)},"drivers":['
     sleep = current_app.extensions["socketio"].sleep
+    return _json_response_stream(_drivers_body(head, drivers, state.stale_after_s, sleep))
 
-    def body() -> Iterator[str]:
-        yield f'{{"count": {len(drivers)}, "drivers": ['
-        for start in range(0, len(drivers), CHUNK_DRIVERS):
-            now = time.time()
-            chunk = drivers[start : start + CHUNK_DRIVERS]
-            yield ("," if start else "") + ",".join(_json(driver_json(d, now, stale_after_s)) for d in chunk)
-            sleep(0)
-        yield "]}"
 
-    return _json_response_stream(body())
+def page_arguments(limit: str | None, after: str | None) -> tuple[int, str | None]:
+    """``limit`` and ``after`` of a request for a page of drivers, or ValueError saying what to send instead."""
+    if limit is None:
+        size = DEFAULT_PAGE
+    elif limit.isascii() and limit.isdigit() and len(limit) <= len(str(MAX_PAGE)) and 1 <= int(limit) <= MAX_PAGE:
+        size = int(limit)
+    else:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE} (default {DEFAULT_PAGE})")
+    if after is not None and len(after) > MAX_DRIVER_ID_CHARS:
+        raise ValueError(f"after must be a driver id (at most {MAX_DRIVER_ID_CHARS} characters)")
+    return size, after or None
+
+
+def page_of(ids: Iterable[str], limit: int, after: str | None) -> tuple[list[str], str | None]:
+    """The ``limit`` smallest ids greater than ``after``, and the id to ask after for the next page (None: last page).
+
+    A heap of ``limit + 1`` ids: one pass over the ids held, no sort of them all.
+    """
+    candidates = ids if after is None else filter(after.__lt__, ids)
+    smallest = heapq.nsmallest(limit + 1, candidates)
+    if len(smallest) > limit:
+        return smallest[:limit], smallest[limit - 1]
+    return smallest, None
+
+
+def _drivers_body(
+    head: str, drivers: list[Driver], stale_after_s: float, sleep: Callable[[float], None]
+) -> Iterator[str]:
+    yield head
+    for start in range(0, len(drivers), CHUNK_DRIVERS):
+        now = time.time()
+        chunk = drivers[start : start + CHUNK_DRIVERS]
+        yield ("," if start else "") + ",".join(_json(driver_json(d, now, stale_after_s)) for d in chunk)
+        sleep(0)
+    yield "]}"
 
 
 @api.get("/api/drivers/<path:driver_id>")
@@ -89,13 +130,25 @@ def driver_json(driver: Driver, now: float, stale_after_s: float) -> dict[str, A
     }
 
 
+@api.app_errorhandler(HTTPException)
+def http_error(error: HTTPException) -> Response | HTTPException:
+    """Under /api/, an error is JSON like every other answer there (a 404 for ``/api/drivers/``, a 405...)."""
+    if not request.path.startswith("/api/"):
+        return error
+    return json_response({"error": (error.name or "error").lower()}, error.code or 500)
+
+
 def json_response(body: dict[str, Any], status: int = 200) -> Response:
     return _with_safety_headers(Response(_json(body), status=status, mimetype="application/json"))
 
 
 def _json(value: Any) -> str:
-    """JSON in which text from Kafka can never close a script tag or open markup."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_HTML_SAFE)
+    """JSON in which text from Kafka can never close a script tag or open markup, nor fail to encode.
+
+    ASCII only: every other character is a ``\\u`` escape, so even a lone surrogate (which UTF-8 cannot
+    encode) or a line separator travels as plain ASCII.
+    """
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).translate(_HTML_SAFE)
 
 
 def _json_response_stream(chunks: Iterator[str]) -> Response:

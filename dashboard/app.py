@@ -1,19 +1,23 @@
-"""The Flask application factory and the Socket.IO event handlers."""
+"""The Flask application factory, the Socket.IO event handlers, and the headers every response carries."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, request
-from flask_socketio import SocketIO
+from flask_socketio import Namespace, SocketIO
+from flask_socketio import disconnect as close_client
 
 from dashboard import api, auth, page
 from dashboard.asyncmode import ASYNC_MODE
 from dashboard.service import Dashboard
-from dashboard.settings import DashboardSettings
+from dashboard.settings import DashboardSettings, host_name
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +25,30 @@ ROOT = Path(__file__).resolve().parent.parent
 # Clients send only `resync` (a few bytes): anything bigger is not our page.
 MAX_CLIENT_MESSAGE_BYTES = 1024
 MAX_REQUEST_BYTES = 16 * 1024
+# A client sending unknown events is closed each time; saying so once a minute is enough.
+REFUSAL_LOG_INTERVAL_S = 60.0
+# On every response, errors and Socket.IO's own included. A response that sets no policy of its own (all but
+# the page) may load and run nothing: JSON, text and scripts served as files need none.
+SECURITY_HEADERS = (
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+)
+# Probes and scrapers may address the process by any of its IP addresses (a container's, bound to 0.0.0.0).
+PROBE_PATHS = ("/healthz", "/metrics")
 
 
 def create_app(settings: DashboardSettings | None = None) -> Flask:
     """A dashboard application; its consumer and tick start with ``app.extensions["fleet_dashboard"].start()``."""
     settings = settings or DashboardSettings.from_env()
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    # A driver id may start with "/" (sent as %2F): /api/drivers//x is that driver, not a path to tidy up.
+    app.url_map.merge_slashes = False
     app.config.update(
         SECRET_KEY=settings.secret_key or secrets.token_hex(32),
         DEBUG=False,
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
-        DASHBOARD_TOKEN=settings.token or None,  # the page may hand it to its Socket.IO client
         DASHBOARD_SETTINGS=settings,
     )
     socketio = SocketIO(
@@ -42,12 +59,14 @@ def create_app(settings: DashboardSettings | None = None) -> Flask:
         logger=False,
         engineio_logger=False,
     )
+    # Around Socket.IO's middleware too: /socket.io is answered before Flask's routing sees it.
+    app.wsgi_app = GuardedHosts(app.wsgi_app, settings.answered_hosts())  # type: ignore[method-assign]
     service = Dashboard(settings, socketio)
     app.extensions["fleet_dashboard"] = service
     auth.init_app(app, settings.token)
     page.init_app(app)
     app.register_blueprint(api.api)
-    _register_events(socketio, service, settings.token)
+    socketio.on_namespace(FleetEvents(service, settings.token))
     return app
 
 
@@ -63,19 +82,122 @@ def _allowed_origins(extra: tuple[str, ...]) -> Any:
     return allowed
 
 
-def _register_events(socketio: SocketIO, service: Dashboard, token: str) -> None:
-    @socketio.on("connect")
-    def connect(auth_payload: dict[str, Any] | None = None) -> bool:
-        if not auth.authorized(token, request, auth_payload):
+class FleetEvents(Namespace):
+    """The Socket.IO events of docs/api.md on the default namespace: ``connect``, ``disconnect`` and
+    ``resync``. Our page sends nothing else: a client sending any other event is not it, and is closed.
+
+    A class rather than decorated functions, so that every event name reaches :meth:`trigger_event`:
+    with a ``"*"`` handler, a client's event literally named ``*`` reached it without its name (an
+    IndexError inside Flask-SocketIO, found by tests/test_api_properties.py).
+    """
+
+    EVENTS = ("connect", "disconnect", "resync")
+
+    def __init__(self, service: Dashboard, token: str) -> None:
+        super().__init__("/")
+        self.service = service
+        self.token = token
+        self.refusals = Throttle(REFUSAL_LOG_INTERVAL_S)
+
+    def trigger_event(self, event: Any, *args: Any) -> Any:
+        if isinstance(event, str) and event in self.EVENTS:
+            return super().trigger_event(event, *args)
+        return super().trigger_event("unknown", args[0], event)  # args[0]: the client's sid
+
+    def on_connect(self, auth_payload: dict[str, Any] | None = None) -> bool:
+        # python-socketio also runs this for a client's own event named "connect": such a client would get
+        # a fresh snapshot each time, past the resync limit. A real handshake hands over the environ.
+        handshake = request.event["args"]
+        if not handshake or handshake[0] is not request.environ:
+            self.on_unknown("connect")
+            return False
+        if not auth.authorized(self.token, request, auth_payload):
             log.info("refused a Socket.IO client from %s: no valid token", request.remote_addr)
             return False
-        service.push.add(request.sid)
+        self.service.push.add(request.sid)
         return True
 
-    @socketio.on("disconnect")
-    def disconnect(*_reason: Any) -> None:
-        service.push.remove(request.sid)
+    def on_disconnect(self, *_reason: Any) -> None:
+        if self.socketio.server.manager.is_connected(request.sid, request.namespace):
+            self.on_unknown("disconnect")  # the client's own event: a real disconnect is already under way
+            return
+        self.service.push.remove(request.sid)
 
-    @socketio.on("resync")
-    def resync(*_ignored: Any) -> None:
-        service.push.request_snapshot(request.sid)
+    def on_resync(self, *_ignored: Any) -> None:
+        self.service.push.request_snapshot(request.sid)
+
+    def on_unknown(self, event: Any) -> None:
+        suppressed = self.refusals.ready()
+        if suppressed is not None:
+            log.warning(
+                "closed a Socket.IO client from %s: it sent %.40r, not an event of ours "
+                "(one such line a minute at most; %d other clients closed since the previous one)",
+                request.remote_addr, event, suppressed,
+            )  # fmt: skip
+        close_client()
+
+
+class Throttle:
+    """Lets something happen at most once per interval, counting the times it was held back."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last = -float("inf")
+        self._held = 0
+
+    def ready(self) -> int | None:
+        """None while the interval runs (counted); else how many times it was held back since the last time."""
+        now = self._clock()
+        if now - self._last < self.interval_s:
+            self._held += 1
+            return None
+        held, self._held, self._last = self._held, 0, now
+        return held
+
+
+class GuardedHosts:
+    """WSGI middleware: answers only the allowed Host names, and adds :data:`SECURITY_HEADERS` to every response.
+
+    A DNS-rebinding page (a site whose name an attacker points at 127.0.0.1 after the page loaded) is
+    same-origin with whatever it reaches, so Origin checks and CORS let it read the map; its requests
+    carry its own name as Host, so refusing unknown Hosts stops it. An IP address as Host cannot come
+    from such a page, so probes of :data:`PROBE_PATHS` may use any.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], hosts: Iterable[str]) -> None:
+        self.app = app
+        self.hosts = frozenset(hosts)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def secured(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, with_security_headers(headers), exc_info)
+
+        if not self.answers(environ.get("HTTP_HOST"), environ.get("PATH_INFO", "")):
+            body = b"This dashboard does not answer to this host name: list it in DASHBOARD_ALLOWED_HOSTS.\n"
+            secured(
+                "400 Bad Request", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        return self.app(environ, secured)
+
+    def answers(self, host_header: str | None, path: str) -> bool:
+        """Whether a request with this Host header (None: HTTP/1.0 without one) for ``path`` is served."""
+        if host_header is None:
+            return True  # browsers always send Host: a request without one comes from no web page
+        host = host_name(host_header)
+        return host in self.hosts or (path in PROBE_PATHS and _is_ip_address(host))
+
+
+def with_security_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` plus each of :data:`SECURITY_HEADERS` the response does not set itself."""
+    present = {name.lower() for name, _ in headers}
+    return headers + [(name, value) for name, value in SECURITY_HEADERS if name.lower() not in present]
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

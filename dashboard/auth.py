@@ -3,8 +3,10 @@
 A request carries it as ``Authorization: Bearer <token>``, as ``?token=<token>`` once (which sets an
 HttpOnly cookie and redirects to the same address without it, so the token leaves the address bar
 and the history), or as that cookie. A Socket.IO client may also pass it in its ``auth`` payload.
-``/healthz``, ``/metrics`` and static files stay open: probes and scrapers need them, and they
-carry no driver data.
+The page never holds the token: the browser sends the cookie with its own requests and with the
+Socket.IO handshake. ``/healthz``, ``/metrics`` and static files stay open: probes and scrapers need
+them, and they carry no driver data. Everything guarded is ``Cache-Control: no-store``, so no
+shared cache keeps what only the token may read.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from flask import Flask, Request, Response, jsonify, redirect, request
 
@@ -35,6 +37,12 @@ def init_app(app: Flask, token: str) -> None:
         if authorized(token, request):
             return None
         return _unauthorized()
+
+    @app.after_request
+    def not_stored(response: Response) -> Response:
+        if request.endpoint not in OPEN_ENDPOINTS:
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
 
 def request_token(req: Request, auth: Mapping[str, Any] | None = None) -> str | None:
@@ -61,10 +69,20 @@ def _same(presented: str, token: str) -> bool:
 
 def _redirect_setting_cookie(token: str) -> Response:
     query = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "token"])
-    response = redirect(request.path + (f"?{query}" if query else ""), code=302)
+    response = redirect(same_origin_path(request.path) + (f"?{query}" if query else ""), code=302)
     response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure, path="/")
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def same_origin_path(path: str) -> str:
+    """``path`` as a Location that stays on this host.
+
+    A browser reads ``//evil.example/x`` and ``/\\evil.example`` as another host (and drops a tab or a newline
+    between the slashes first), so leading slashes and backslashes collapse into one, and everything that is
+    not plainly a path character (a tab included) is percent-encoded.
+    """
+    return "/" + quote(path.lstrip("/\\"), safe="/!$&'()*+,;=:@-._~")
 
 
 def _unauthorized() -> Response:

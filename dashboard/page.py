@@ -6,11 +6,20 @@ folium points at public CDNs (Leaflet, jQuery, Bootstrap, Font Awesome, ...) by 
 built here gets asset lists of its own that name only Leaflet, served by this dashboard from
 ``node_modules`` (installed by npm, pinned in package.json), so the page works without internet.
 A MacroElement added last hands the Leaflet map object to our module ``static/js/main.js``.
+
+The page is the same for every request (it holds nothing per user, not even the access token), so
+it is rendered once, when the app is made: folium's build costs far more than serving a string.
+Its Content-Security-Policy is computed from that same HTML: the inline parts folium and the
+template need (the import map, folium's script and style blocks) are allowed by their SHA-256
+hashes, and nothing else inline runs or applies.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 
 import folium
@@ -30,6 +39,14 @@ SOCKET_IO_JS = "socket.io-client/dist/socket.io.esm.min.js"
 # OpenStreetMap's deepest zoom; the grid stops there too.
 MAX_ZOOM = 19
 VENDOR_MAX_AGE_S = 3600
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """The page every request gets, and the policy that lets exactly its own inline parts run."""
+
+    html: str
+    csp: str
 
 
 @dataclass(frozen=True)
@@ -140,27 +157,90 @@ def render_map(fmap: folium.Map) -> MapParts:
 
 
 def init_app(app: Flask, settings: PageSettings | None = None) -> None:
-    """Register the page at ``/`` and the npm-installed assets under ``/vendor/``."""
-    app.extensions["fleet_page"] = settings or PageSettings.from_env()
+    """Register the page at ``/`` and the npm-installed assets under ``/vendor/``; render the page."""
     app.add_url_rule("/", "page.index", index)
     app.add_url_rule("/vendor/<path:filename>", "page.vendor", vendor)
+    # url_for and render_template need a request; the page is the same for every one, so a made-up one will do.
+    with app.test_request_context("/"):
+        app.extensions["fleet_page"] = render_page(settings or PageSettings.from_env())
 
 
-def index() -> str:
-    settings: PageSettings = current_app.extensions["fleet_page"]
+def render_page(settings: PageSettings) -> RenderedPage:
     fmap = build_map(
         settings,
         leaflet_js=url_for("page.vendor", filename=LEAFLET_JS),
         leaflet_css=url_for("page.vendor", filename=LEAFLET_CSS),
         module_url=url_for("static", filename="js/main.js"),
     )
-    return render_template(
+    html = render_template(
         "index.html",
         map=render_map(fmap),
         import_map={"imports": {"socket.io-client": url_for("page.vendor", filename=SOCKET_IO_JS)}},
-        # The auth guard let this request in, so it may hand the token to its own Socket.IO client.
-        token=current_app.config.get("DASHBOARD_TOKEN") or "",
     )
+    return RenderedPage(html, content_security_policy(html, settings.tile_origin))
+
+
+def index() -> Response:
+    page: RenderedPage = current_app.extensions["fleet_page"]
+    response = Response(page.html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = page.csp
+    return response
+
+
+def content_security_policy(html: str, tile_origin: str | None) -> str:
+    """The page's CSP: our origin only, its inline scripts and styles by hash, tiles from ``tile_origin``.
+
+    ``connect-src 'self'`` covers the Socket.IO websocket (same host and port, ws: or wss:).
+    """
+    inline = InlineParts.of(html)
+    directives = {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", *_hashes(inline.scripts)],
+        "style-src": ["'self'", *_hashes(inline.styles)],
+        "img-src": ["'self'", "data:", *([tile_origin] if tile_origin else [])],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+    return "; ".join(f"{name} {' '.join(sources)}" for name, sources in directives.items())
+
+
+class InlineParts(HTMLParser):
+    """The text of every inline ``<script>`` (the import map included) and ``<style>`` element, as browsers hash it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.scripts: list[str] = []
+        self.styles: list[str] = []
+        self._inside: str | None = None
+        self._text: list[str] = []
+
+    @classmethod
+    def of(cls, html: str) -> InlineParts:
+        parser = cls()
+        parser.feed(html)
+        parser.close()
+        return parser
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "style" or (tag == "script" and "src" not in dict(attrs)):
+            self._inside, self._text = tag, []
+
+    def handle_data(self, data: str) -> None:
+        if self._inside is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._inside:
+            (self.scripts if tag == "script" else self.styles).append("".join(self._text))
+            self._inside = None
+
+
+def _hashes(texts: list[str]) -> list[str]:
+    digests = (base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") for text in texts)
+    return list(dict.fromkeys(f"'sha256-{digest}'" for digest in digests))  # once each, in page order
 
 
 def vendor(filename: str) -> Response:

@@ -21,7 +21,33 @@ def tile_url(raw: str) -> str:
         raise ValueError("expected an address like https://tiles.example.com/{z}/{x}/{y}.png, or none")
     if not all(part in value for part in ("{z}", "{x}", "{y}")):
         raise ValueError("a tile address needs the {z}, {x} and {y} placeholders")
+    tile_origin(value)
     return value
+
+
+def tile_origin(url: str) -> str | None:
+    """The origin the page loads tiles from, as a CSP source; None for our own server or no tiles.
+
+    Leaflet fills ``{s}`` with a subdomain (a, b, c): a host label holding a placeholder becomes
+    ``*``, so ``https://{s}.tile.example.com/...`` gives ``https://*.tile.example.com``.
+    """
+    if url == NO_TILES or not url.startswith(("http://", "https://")):
+        return None
+    scheme, _, rest = url.partition("://")
+    authority = rest.split("/", 1)[0].rpartition("@")[2]
+    host, colon, port = authority, "", ""
+    if not authority.endswith("]") and ":" in authority:
+        host, colon, port = authority.rpartition(":")
+    labels = host.split(".")
+    templated = [i for i, label in enumerate(labels) if "{" in label or "}" in label]
+    if templated:
+        labels = ["*", *labels[templated[-1] + 1 :]]
+    wildcard_too_wide = labels[0] == "*" and len(labels) < 3  # https://*.com would allow a whole top-level domain
+    if wildcard_too_wide or not all(labels) or "{" in port:
+        raise ValueError(
+            f"the tile host {authority!r} needs a domain after its placeholders, like {{s}}.tile.example.com"
+        )
+    return f"{scheme}://{'.'.join(labels)}{colon}{port}".lower()
 
 
 def area_box(text: str) -> BBox:
@@ -63,6 +89,10 @@ class PageSettings:
     @property
     def tiles_off(self) -> bool:
         return self.tile_url == NO_TILES
+
+    @property
+    def tile_origin(self) -> str | None:
+        return tile_origin(self.tile_url)
 
     @property
     def area_box(self) -> BBox:

@@ -6,11 +6,18 @@ outgoing queue still holds something when a frame is due skips that frame and ge
 once its queue has drained: Flask-SocketIO would otherwise queue every frame for a client that
 stopped reading, without bound (Flask-SocketIO issue #663). So a client costs the server at most
 the packets of one tick plus those its socket writer is sending.
+
+A snapshot (the whole fleet) is the costly event, and a client can ask for one with ``resync``: each
+client gets at most one snapshot per :data:`SNAPSHOT_MIN_INTERVAL_S`, the first one at once. A
+client waiting for its snapshot gets no frames meanwhile (it would only ask again).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,18 +30,33 @@ from fleet.state import FleetState
 
 log = logging.getLogger(__name__)
 NAMESPACE = "/"
+# A client asking to resync at every tick (a broken or hostile page) costs one snapshot a second, not ten.
+SNAPSHOT_MIN_INTERVAL_S = 1.0
 
 
 @dataclass
 class Client:
     needs_snapshot: bool = True
+    snapshot_at: float = -math.inf  # monotonic time of its latest snapshot
+
+    def snapshot_due(self, now: float, min_interval_s: float = SNAPSHOT_MIN_INTERVAL_S) -> bool:
+        """Whether it gets a snapshot at a tick at monotonic ``now``: it needs one and had none for a while."""
+        return self.needs_snapshot and now - self.snapshot_at >= min_interval_s
 
 
 class Push:
     """The Socket.IO side of the dashboard: clients, frames, snapshots and stats."""
 
-    def __init__(self, socketio: SocketIO, state: FleetState, topic: str, metrics: DashboardMetrics) -> None:
+    def __init__(
+        self,
+        socketio: SocketIO,
+        state: FleetState,
+        topic: str,
+        metrics: DashboardMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._socketio = socketio
+        self._clock = clock
         self._state = state
         self._topic = topic
         self._metrics = metrics
@@ -58,6 +80,7 @@ class Push:
             self._socketio.server.disconnect(sid, namespace=NAMESPACE)
 
     def request_snapshot(self, sid: str) -> None:
+        """The client asked to ``resync``: it gets a snapshot as soon as its rate allows."""
         client = self._clients.get(sid)
         if client is not None:
             client.needs_snapshot = True
@@ -67,6 +90,7 @@ class Push:
 
         Which clients can take something is decided once, before anything is queued for this tick.
         """
+        monotonic_now = self._clock()
         changes = self._state.take_changes()
         ready = self._ready_clients()
         if changes:
@@ -80,19 +104,23 @@ class Push:
                 if sid not in ready:
                     client.needs_snapshot = True
                     self._metrics.frames_skipped.inc()
-        behind = [sid for sid in ready if self._clients[sid].needs_snapshot]
+        behind = [sid for sid in ready if self._clients[sid].snapshot_due(monotonic_now)]
         if behind:
             drivers = self._state.snapshot()
             payload = frames.snapshot_payload(drivers, self.seq, now, self._topic, self._state.stale_after_s)
             self._emit("snapshot", payload, behind)
             for sid in behind:
                 self._clients[sid].needs_snapshot = False
+                self._clients[sid].snapshot_at = monotonic_now
         if stats is not None:
             self._emit("stats", stats, list(ready))
-        self.after_frames(now, ready, stats is not None)
+        self.after_frames(now, ready, stats is not None, set(behind))
 
-    def after_frames(self, now: float, ready: set[str], stats_tick: bool) -> None:
-        """Hook for events beside the fleet's frames, sent to ``ready``: the clients that could take this tick's."""
+    def after_frames(self, now: float, ready: set[str], stats_tick: bool, started_over: set[str]) -> None:
+        """Hook for events beside the fleet's frames, sent to ``ready``: the clients that could take this tick's.
+
+        ``started_over``: the clients that got a snapshot at this tick.
+        """
 
     def _ready_clients(self) -> set[str]:
         return {sid for sid in self._clients if self._outgoing_packets(sid) == 0}

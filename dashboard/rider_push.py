@@ -3,9 +3,10 @@
 Riders are few next to drivers, so each ``riders`` event is plain JSON holding every ride the map
 shows (a snapshot, never a diff): a client that skipped one loses nothing. It goes to every ready
 client once a second (the one-minute counts age even when nothing happens), sooner when a ride
-changed (at most every :data:`RIDERS_MIN_INTERVAL_S`), and at the first tick after a client
-connects or asks to ``resync``. The binary driver frames are :class:`dashboard.push.Push`'s,
-untouched: this class only adds its event after them, to the clients that were ready before them.
+changed (at most every :data:`RIDERS_MIN_INTERVAL_S`), and with every snapshot a client gets (after
+it connects or asks to ``resync``; so a ``resync`` flood gets no more of them than of snapshots).
+The binary driver frames are :class:`dashboard.push.Push`'s, untouched: this class only adds its
+event after them, to the clients that were ready before them.
 """
 
 from __future__ import annotations
@@ -38,36 +39,28 @@ class RiderPush(Push):
         metrics: DashboardMetrics,
         riders: Riders,
         feed_json: Callable[[], dict[str, Any]],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(socketio, state, topic, metrics)
+        super().__init__(socketio, state, topic, metrics, clock)
         self._riders = riders
         self._feed_json = feed_json  # the ride consumer's refusals and status, for the event
         self._needs_riders: set[str] = set()
         self._sent_version = -1
         self._sent_at = -float("inf")
 
-    def add(self, sid: str) -> None:
-        super().add(sid)
-        self._needs_riders.add(sid)
-
     def remove(self, sid: str) -> None:
         super().remove(sid)
         self._needs_riders.discard(sid)
 
-    def request_snapshot(self, sid: str) -> None:
-        super().request_snapshot(sid)
-        if sid in self._clients:
-            self._needs_riders.add(sid)
-
-    def after_frames(self, now: float, ready: set[str], stats_tick: bool) -> None:
+    def after_frames(self, now: float, ready: set[str], stats_tick: bool, started_over: set[str]) -> None:
         """``riders`` to whoever is due one and was ready for this tick's frames."""
         changed = self._riders.version != self._sent_version
-        if stats_tick or (changed and time.monotonic() - self._sent_at >= RIDERS_MIN_INTERVAL_S):
+        if stats_tick or (changed and self._clock() - self._sent_at >= RIDERS_MIN_INTERVAL_S):
             due = set(self._clients)
             self._sent_version = self._riders.version
-            self._sent_at = time.monotonic()
+            self._sent_at = self._clock()
         else:
-            due = self._needs_riders & set(self._clients)
+            due = (self._needs_riders | started_over) & set(self._clients)
         targets = [sid for sid in due if sid in ready]
         self._needs_riders = due - ready  # a busy client gets the next riders event when it has drained
         if targets:

@@ -158,7 +158,7 @@ def test_300_drivers_reach_the_client_at_their_latest_positions_and_the_api_agre
     assert all(abs(held[d][2] - ts) < 0.001 for d, (_, _, ts) in latest.items()), "fix timestamps to the ms"
 
     listing = requests.get(base + "/api/drivers", timeout=5).json()
-    assert listing["count"] == 300
+    assert listing["count"] == 300 and listing["next"] is None, "300 drivers fit in one page of 1,000"
     api = {d["driver_id"]: d for d in listing["drivers"]}
     assert set(api) == set(latest)
     for driver_id, (lat, lon, ts) in latest.items():

@@ -43,6 +43,17 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 HOSTILE_ID = "<img src=x onerror=alert(1)>"
+# Right-to-left text (Arabic, then Hebrew) behind a RIGHT-TO-LEFT OVERRIDE: shown bare, it would reorder its neighbours.
+BIDI_ID = "\u202eسائق-٧ נהג"
+# The page forbids eval, and Playwright polls a wait_for_function given as a bare expression with eval: give it
+# functions ("() => ...") instead. Every console line and page error of a policy violation names the policy.
+CSP_MESSAGE = "Content Security Policy"
+# What the page records of each violation, besides the console (the event fires even when the console is quiet).
+RECORD_VIOLATIONS = """
+  window.cspViolations = [];
+  document.addEventListener("securitypolicyviolation", (e) => window.cspViolations.push(
+    `${e.effectiveDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`));
+"""
 PAGE_ENV = {"TILE_URL": "none", "PYTHONUNBUFFERED": "1"}
 
 
@@ -173,17 +184,25 @@ def browser() -> Iterator[Browser]:
 
 
 class Watched:
-    """A page with everything it requested, every dialog it opened and every script error it hit."""
+    """A page with everything it requested, every dialog it opened, every script error it hit and its console."""
 
     def __init__(self, page: Page) -> None:
         self.page = page
         self.requests: list[str] = []
         self.dialogs: list[str] = []
         self.errors: list[str] = []
+        self.console: list[str] = []
         page.on("request", lambda r: self.requests.append(r.url))
         page.on("websocket", lambda ws: self.requests.append(ws.url))
         page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
         page.on("dialog", self._dialog)
+        page.add_init_script(RECORD_VIOLATIONS)
+
+    def policy_violations(self) -> list[str]:
+        """What the Content-Security-Policy blocked: console lines and errors naming it, and the page's own record."""
+        said = [line for line in self.console + self.errors if CSP_MESSAGE.lower() in line.lower()]
+        return said + self.page.evaluate("window.cspViolations || []")
 
     def _dialog(self, dialog: Any) -> None:
         self.dialogs.append(dialog.message)
@@ -226,7 +245,7 @@ def open_page(browser: Browser) -> Iterator[Callable[..., Watched]]:
 def test_page_loads_without_internet_and_asks_only_its_own_server(dashboard, open_page):
     page = open_page(dashboard + "/")
     page.wait_drawn(held_by(dashboard))
-    page.page.wait_for_function("document.body.dataset.connection === 'live'")
+    page.page.wait_for_function("() => document.body.dataset.connection === 'live'")
     page.screenshot("loaded-1280x800")
     ws_origin = dashboard.replace("http://", "ws://")
     outside = [url for url in page.requests if not url.startswith((dashboard + "/", ws_origin + "/"))]
@@ -270,7 +289,7 @@ def test_search_flies_to_a_driver_and_follows_it_until_the_user_pans(dashboard, 
     page.page.keyboard.type(moving["driver_id"])
     page.page.keyboard.press("Enter")
     assert page.debug("following()") == moving["driver_id"]
-    page.page.wait_for_function("!fleetDebug.flying()", timeout=5000)
+    page.page.wait_for_function("() => !fleetDebug.flying()", timeout=5000)
     centre = page.page.evaluate("[innerWidth / 2, innerHeight / 2]")
     positions = []
     for _ in range(3):
@@ -296,7 +315,7 @@ def test_clicking_a_driver_opens_its_details_and_escape_closes_them(dashboard, o
     card = page.page.locator("#card")
     card.wait_for(state="visible")
     assert page.page.text_content("#card-id") == driver_id
-    page.page.wait_for_function("/^\\d+$/.test(document.getElementById('card-partition').textContent)")
+    page.page.wait_for_function("() => /^\\d+$/.test(document.getElementById('card-partition').textContent)")
     expected = requests.get(f"{dashboard}/api/drivers/{driver_id}", timeout=5).json()
     assert page.page.text_content("#card-partition") == str(expected["partition"])
     assert page.page.text_content("#card-offset").replace(",", "").isdigit()
@@ -309,7 +328,7 @@ def test_clicking_a_driver_opens_its_details_and_escape_closes_them(dashboard, o
 
 def test_kafka_section_shows_each_partition_with_the_dashboards_position(dashboard, topic, open_page):
     page = open_page(dashboard + "/")
-    page.page.wait_for_function("document.querySelectorAll('#kafka-partitions tr').length === 3", timeout=10000)
+    page.page.wait_for_function("() => document.querySelectorAll('#kafka-partitions tr').length === 3", timeout=10000)
     rows = page.page.eval_on_selector_all(
         "#kafka-partitions tr", "rows => rows.map(row => Array.from(row.cells, cell => cell.textContent))"
     )
@@ -325,7 +344,7 @@ def test_kafka_section_shows_each_partition_with_the_dashboards_position(dashboa
 
 def test_drivers_list_sorts_by_last_seen_both_ways(dashboard, open_page):
     page = open_page(dashboard + "/")
-    page.page.wait_for_function("document.querySelectorAll('#driver-list li').length >= 10")
+    page.page.wait_for_function("() => document.querySelectorAll('#driver-list li').length >= 10")
     newest_first = _ages(page)
     assert newest_first == sorted(newest_first)
     page.page.click("#drivers-sort")
@@ -353,13 +372,16 @@ ISOLATED_DRIVER = """() => {
 }"""
 
 
-def test_hostile_driver_id_is_shown_as_text_and_runs_nothing(dashboard, kafka_bootstrap, topic, open_page):
-    lat, lon = AREAS["nyc"].center
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap.split(","))
-    fix = Fix(HOSTILE_ID, lat, lon, time.time(), 45.0, 12.0, "available", 0)
-    producer.send(topic, key=HOSTILE_ID.encode(), value=encode_fix(fix))
+def send_one_fix(bootstrap: str, topic: str, fix: Fix) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap.split(","))
+    producer.send(topic, key=fix.driver_id.encode(), value=encode_fix(fix))
     producer.flush()
     producer.close()
+
+
+def test_hostile_driver_id_is_shown_as_text_and_runs_nothing(dashboard, kafka_bootstrap, topic, open_page):
+    lat, lon = AREAS["nyc"].center
+    send_one_fix(kafka_bootstrap, topic, Fix(HOSTILE_ID, lat, lon, time.time(), 45.0, 12.0, "available", 0))
     page = open_page(dashboard + "/")
     page.page.wait_for_function("id => window.fleetDebug && fleetDebug.ids().includes(id)", arg=HOSTILE_ID)
     page.page.fill("#search-input", HOSTILE_ID)
@@ -373,6 +395,89 @@ def test_hostile_driver_id_is_shown_as_text_and_runs_nothing(dashboard, kafka_bo
     assert page.page.locator("img[src='x']").count() == 0
     assert page.dialogs == []
     assert not any(url.endswith("/x") for url in page.requests)
+
+
+def test_page_runs_under_its_content_security_policy_without_a_violation(dashboard, open_page):
+    page = open_page(dashboard + "/")
+    policy = requests.get(dashboard + "/", timeout=5).headers["Content-Security-Policy"]
+    assert "script-src 'self' 'sha256-" in policy and "'unsafe-inline'" not in policy
+    page.wait_drawn(held_by(dashboard))
+    page.page.wait_for_function("() => document.body.dataset.connection === 'live'")
+    isolated = page.page.evaluate(ISOLATED_DRIVER)
+    assert isolated, "no driver stands apart from the others"
+    page.page.mouse.click(*isolated[1])  # the details card fetches the API; Leaflet draws the trail
+    page.page.wait_for_function("() => /^\\d+$/.test(document.getElementById('card-partition').textContent)")
+    assert page.debug("trailPoints()") >= 1
+    page.page.wait_for_timeout(1500)
+    assert any(url.startswith("ws://") for url in page.requests), "Socket.IO upgraded to a websocket under connect-src"
+    assert page.policy_violations() == []
+    assert page.errors == []
+
+
+def test_tiles_from_the_configured_server_are_allowed_by_the_policy(kafka_bootstrap, topic, log_dir, open_page):
+    """A tile server with {s} subdomains: its requests fail here (no such host), but the policy lets them go."""
+    tiles = "https://{s}.tile.example.invalid/{z}/{x}/{y}.png"
+    tiled = Dashboard("dashboard-tiles", kafka_bootstrap, topic, log_dir, TILE_URL=tiles).start()
+    try:
+        page = open_page(tiled.base + "/")
+        page.wait_drawn(held_by(tiled.base), timeout_s=20)
+        page.page.wait_for_timeout(1000)
+        assert any(".tile.example.invalid/" in url for url in page.requests), "the page asked the tile server"
+        assert page.policy_violations() == []
+    finally:
+        tiled.stop()
+
+
+# How an element lays out its text: [tag, computed unicode-bidi, text].
+ISOLATION = "(element) => [element.tagName, getComputedStyle(element).unicodeBidi, element.textContent]"
+# Where each piece of a sentence is drawn: [left, right] of the text before the id, of the id, of the text after.
+SENTENCE_BOXES = """(element) => Array.from(element.childNodes, (node) => {
+  const range = document.createRange();
+  range.selectNodeContents(node);
+  const box = range.getBoundingClientRect();
+  return [box.left, box.right];
+})"""
+
+
+def test_right_to_left_ids_are_isolated_and_leave_the_text_around_them_in_order(
+    dashboard, kafka_bootstrap, topic, open_page
+):
+    lat, lon = AREAS["nyc"].center
+    send_one_fix(kafka_bootstrap, topic, Fix(BIDI_ID, lat + 0.01, lon, time.time(), 45.0, 12.0, "available", 0))
+    page = open_page(dashboard + "/")
+    page.page.wait_for_function("id => window.fleetDebug && fleetDebug.ids().includes(id)", arg=BIDI_ID)
+    page.page.fill("#search-input", BIDI_ID)
+    page.page.keyboard.press("Enter")
+    page.page.locator("#card").wait_for(state="visible")
+    row = page.page.locator(".driver-row", has=page.page.locator(".driver-id", has_text=BIDI_ID))
+    shown = {
+        "card": page.page.locator("#card-id"),
+        "following": page.page.locator("#following-id"),
+        "list": row.locator(".driver-id"),
+    }
+    for where, element in shown.items():
+        _, bidi, text = element.evaluate(ISOLATION)
+        assert (bidi, text) == ("isolate", BIDI_ID), where
+    id_box, age_box = (row.locator(sel).bounding_box() for sel in (".driver-id", ".age"))
+    assert id_box["x"] + id_box["width"] <= age_box["x"] + 0.5, "the age stays after the id in the list"
+    following = page.page.locator("#following").bounding_box()
+    stop = page.page.locator("#following-stop").bounding_box()
+    assert following["x"] < stop["x"], "'stop' stays after the followed id"
+    page.screenshot("bidi-id")
+
+    missing = "\u202eלא-קיים"
+    page.page.keyboard.press("Escape")
+    page.page.fill("#search-input", missing)
+    page.page.keyboard.press("Enter")
+    message = page.page.locator("#search-message")
+    page.page.wait_for_function("() => document.getElementById('search-message').textContent !== ''")
+    assert message.text_content() == f"No driver “{missing}” on the map."
+    isolated = message.locator("bdi")
+    assert isolated.evaluate(ISOLATION) == ["BDI", "isolate", missing]
+    (before_left, before_right), (id_left, id_right), (after_left, _) = message.evaluate(SENTENCE_BOXES)
+    assert before_left < before_right <= id_left + 0.5 and id_right <= after_left + 0.5, "the sentence reads in order"
+    page.screenshot("bidi-search-message")
+    assert page.errors == [] and page.policy_violations() == []
 
 
 def test_records_decode_in_the_browser_as_the_server_encodes_them(dashboard, open_page):
@@ -424,7 +529,7 @@ def test_phone_width_collapses_the_panel_to_a_summary(dashboard, open_page):
     panel = page.page.locator("#panel")
     assert panel.get_attribute("data-collapsed") == "true"
     assert page.page.locator("#panel-body").is_hidden()
-    page.page.wait_for_function("document.getElementById('summary-available').textContent !== '–'", timeout=10000)
+    page.page.wait_for_function("() => document.getElementById('summary-available').textContent !== '–'", timeout=10000)
     page.screenshot("phone-collapsed")
     page.page.click("#panel-toggle")
     assert page.page.locator("#panel-body").is_visible()
@@ -438,6 +543,7 @@ def test_page_with_a_token_connects_with_it(kafka_bootstrap, topic, log_dir, das
         page = open_page(guarded.base + "/?token=page-t0ken")
         page.wait_drawn(held_by(guarded.base, "page-t0ken"), timeout_s=20)
         assert page.page.url == guarded.base + "/"
+        assert "page-t0ken" not in page.page.content(), "the HttpOnly cookie is enough: the page never holds the token"
         assert page.page.evaluate("document.body.dataset.connection") == "live"
         assert page.errors == []
     finally:
@@ -449,11 +555,11 @@ def test_page_reconnects_when_the_dashboard_comes_back_without_a_reload(live_das
     page.wait_drawn(held_by(live_dashboard.base))
     page.page.evaluate("window.notReloaded = true")
     live_dashboard.stop()
-    page.page.wait_for_function("document.body.dataset.connection === 'reconnecting'", timeout=10000)
+    page.page.wait_for_function("() => document.body.dataset.connection === 'reconnecting'", timeout=10000)
     assert page.page.text_content("#badge") == "reconnecting"
     page.screenshot("reconnecting")
     live_dashboard.start()  # same port
-    page.page.wait_for_function("document.body.dataset.connection === 'live'", timeout=15000)
+    page.page.wait_for_function("() => document.body.dataset.connection === 'live'", timeout=15000)
     page.wait_drawn(held_by(live_dashboard.base), timeout_s=15)
     assert page.page.evaluate("window.notReloaded") is True
     page.screenshot("reconnected")

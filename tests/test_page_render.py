@@ -1,5 +1,7 @@
 """The map page without a browser: folium's map with our assets, the template, the vendor route, the settings."""
 
+import base64
+import hashlib
 import json
 import re
 
@@ -22,11 +24,18 @@ def render(settings: PageSettings) -> page.MapParts:
     return page.render_map(fmap)
 
 
-def page_app(settings: PageSettings = OFFLINE, token: str | None = None) -> Flask:
+def page_app(settings: PageSettings = OFFLINE) -> Flask:
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
-    app.config["DASHBOARD_TOKEN"] = token
     page.init_app(app, settings)
     return app
+
+
+def csp(header: str) -> dict[str, list[str]]:
+    return {name: sources for name, *sources in (d.split() for d in header.split(";"))}
+
+
+def sha256(text: str) -> str:
+    return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
 
 
 def test_folium_map_loads_only_leaflet_from_our_server():
@@ -91,13 +100,61 @@ def test_page_places_folium_parts_next_to_the_panel():
     assert 'class="folium-map"' in html and 'id="panel"' in html and 'id="card"' in html
     assert html.index("/vendor/leaflet/dist/leaflet.js") < html.index("L.map(")
     assert 'import("/static/js/main.js")' in html
-    assert 'data-token=""' in html
+    assert "token" not in html, "the page never holds the access token"
     assert {host for host in re.findall(r"https?://([^/\"'\s]+)", html)} == set()
 
 
-def test_token_is_handed_to_the_page_as_an_escaped_attribute():
-    html = page_app(token='s3"cr<et').test_client().get("/").get_data(as_text=True)
-    assert 'data-token="s3&#34;cr&lt;et"' in html
+def test_page_is_rendered_once_and_every_request_gets_the_same_bytes():
+    client = page_app().test_client()
+    first = client.get("/")
+    assert client.get("/").data == first.data
+    assert client.get("/").headers["Content-Security-Policy"] == first.headers["Content-Security-Policy"]
+
+
+def test_page_policy_allows_our_origin_and_exactly_the_inline_scripts_and_styles_of_the_page():
+    response = page_app().test_client().get("/")
+    html = response.get_data(as_text=True)
+    policy = csp(response.headers["Content-Security-Policy"])
+    inline_scripts = re.findall(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", html, re.S)
+    inline_styles = re.findall(r"<style[^>]*>(.*?)</style>", html, re.S)
+    assert len(inline_scripts) == 3 and len(inline_styles) >= 1  # the import map, folium's two; folium's styles
+    assert policy["script-src"] == ["'self'", *dict.fromkeys(map(sha256, inline_scripts))]
+    assert policy["style-src"] == ["'self'", *dict.fromkeys(map(sha256, inline_styles))]
+    assert policy["default-src"] == ["'self'"] and policy["connect-src"] == ["'self'"]
+    assert policy["img-src"] == ["'self'", "data:"], "no tile server with TILE_URL=none"
+    assert policy["object-src"] == policy["base-uri"] == policy["frame-ancestors"] == ["'none'"]
+    assert policy["form-action"] == ["'self'"]
+    assert "'unsafe-inline'" not in response.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(
+    ("tile_url", "origin"),
+    [
+        (OSM_TILES, "https://tile.openstreetmap.org"),
+        ("https://{s}.tile.example.com/{z}/{x}/{y}.png", "https://*.tile.example.com"),
+        ("http://Tiles.Example.com:8080/osm/{z}/{x}/{y}.png", "http://tiles.example.com:8080"),
+    ],
+)
+def test_page_policy_lets_images_come_from_the_tile_server(tile_url, origin):
+    response = page_app(PageSettings(tile_url=tile_url)).test_client().get("/")
+    assert csp(response.headers["Content-Security-Policy"])["img-src"] == ["'self'", "data:", origin]
+
+
+def test_tiles_from_our_own_server_need_no_other_origin():
+    assert PageSettings(tile_url="/tiles/{z}/{x}/{y}.png").tile_origin is None
+
+
+def test_a_tile_host_that_is_all_placeholder_is_refused():
+    with pytest.raises(SettingError, match="TILE_URL.*needs a domain"):
+        PageSettings.from_env({"TILE_URL": "https://{s}.com/{z}/{x}/{y}.png"})
+
+
+def test_ids_from_kafka_are_shown_in_bidi_isolated_elements():
+    html = page_app().test_client().get("/").get_data(as_text=True)
+    for element_id in ("card-id", "rider-card-id", "rider-card-rider", "rider-card-driver", "following-id"):
+        tag = re.search(rf'<[^>]*\bid="{element_id}"[^>]*>', html)
+        assert tag and 'dir="auto"' in tag.group(0) and "kafka-text" in tag.group(0), element_id
+    assert re.search(r"\.kafka-text\s*\{\s*unicode-bidi:\s*isolate", (ROOT / "static/css/page.css").read_text())
 
 
 def test_vendor_route_serves_the_npm_built_files_only():

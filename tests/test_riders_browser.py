@@ -95,14 +95,14 @@ def test_a_waiting_rider_gets_a_pin_then_a_line_from_its_driver_the_counts_and_a
     send_requests(kafka, topics["requests"], [ride])
     kafka.close()
 
-    page.page.wait_for_function("fleetDebug.ridersDrawn() === 1", timeout=10000)
-    page.page.wait_for_function("document.getElementById('riders-waiting').textContent === '1'")
+    page.page.wait_for_function("() => fleetDebug.ridersDrawn() === 1", timeout=10000)
+    page.page.wait_for_function("() => document.getElementById('riders-waiting').textContent === '1'")
     assert page.debug("riderLines()") == 0
     page.screenshot("rider-waiting")
 
     in_transaction(kafka_bootstrap, topics["matches"], [answer(ride, time.time(), driver_id)], commit=True)
-    page.page.wait_for_function("fleetDebug.riderLines() === 1", timeout=10000)
-    page.page.wait_for_function("document.getElementById('riders-matched').textContent === '1'")
+    page.page.wait_for_function("() => fleetDebug.riderLines() === 1", timeout=10000)
+    page.page.wait_for_function("() => document.getElementById('riders-matched').textContent === '1'")
     assert page.page.text_content("#riders-waiting") == "0"
     assert page.page.text_content("#riders-en-route") == "1"
     assert DURATION.fullmatch(page.page.text_content("#riders-median"))
@@ -114,6 +114,8 @@ def test_a_waiting_rider_gets_a_pin_then_a_line_from_its_driver_the_counts_and_a
         "id", "rider", "outcome", "requested", "wait", "driver", "distance", "eta")}  # fmt: skip
     assert card["id"] == ride.request_id
     assert card["rider"] == HOSTILE_ID, "the hostile rider id is shown as text"
+    for field in ("id", "rider", "driver"):  # ids from Kafka cannot reorder the card (right-to-left text, U+202E)
+        assert page.page.eval_on_selector(f"#rider-card-{field}", "e => getComputedStyle(e).unicodeBidi") == "isolate"
     assert card["outcome"] == "matched: driver on the way"
     assert card["driver"] == driver_id
     assert card["distance"] == "440 m" and card["eta"] == "64 s"

@@ -19,7 +19,7 @@ const FIT_MAX_ZOOM = 15;
 const TRAIL_STYLE = { color: "#0f172a", weight: 4, opacity: 0.6, interactive: false, lineJoin: "round", lineCap: "round" };
 
 export function start(map) {
-  const page = new LivePage(map, document.body.dataset.token || "");
+  const page = new LivePage(map);
   window.fleetDebug = page.debugHook();
   return page;
 }
@@ -27,9 +27,8 @@ export function start(map) {
 const epochMs = () => performance.timeOrigin + performance.now();
 
 class LivePage {
-  constructor(map, token) {
+  constructor(map) {
     this.map = map;
-    this.token = token;
     this.fleet = new Fleet();
     this.layer = new FleetLayer(this.fleet).addTo(map);
     this.riders = new Riders();
@@ -68,8 +67,8 @@ class LivePage {
   // --- Socket.IO ---------------------------------------------------------------------------
 
   _connect() {
+    // With DASHBOARD_TOKEN, the HttpOnly cookie ?token= set goes with the handshake: the page never holds the token.
     const socket = io({
-      auth: this.token ? { token: this.token } : {},
       reconnectionDelay: 500,
       reconnectionDelayMax: 2000,
     });
@@ -242,7 +241,7 @@ class LivePage {
   select(driverId, follow) {
     const slot = this.fleet.slotOf(driverId);
     if (slot === undefined) {
-      this.panel.say(`No driver “${driverId}” on the map.`);
+      this.panel.sayNoDriver(driverId);
       return false;
     }
     this.panel.say("");
@@ -317,10 +316,10 @@ class LivePage {
   async _refreshCard() {
     const driverId = this.card.driverId;
     if (driverId === null) return;
-    const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
     let details = null;
     try {
-      const response = await fetch(`api/drivers/${encodeURIComponent(driverId)}`, { headers, cache: "no-store" });
+      // Same origin: the token's cookie, when there is one, goes with the request.
+      const response = await fetch(`api/drivers/${encodeURIComponent(driverId)}`, { cache: "no-store" });
       if (response.status === 404) {
         if (this.card.driverId === driverId) this.card.note("The dashboard no longer holds this driver.");
         return;
@@ -382,7 +381,7 @@ class LivePage {
       if (!text) return;
       const first = panel.list.querySelector("li")?.dataset.driverId;
       const id = this.fleet.slotOf(text) !== undefined ? text : first;
-      if (id === undefined || !this.select(id, true)) panel.say(`No driver “${text}” on the map.`);
+      if (id === undefined || !this.select(id, true)) panel.sayNoDriver(text);
     });
     panel.searchInput.addEventListener("input", () => {
       panel.say("");

@@ -1,6 +1,8 @@
 // The panel and the details cards (a driver's, a ride request's). Every value, and every string that
 // came from Kafka (driver, rider and request ids, statuses, the topic, error sentences), goes into
-// the page as text: textContent and text nodes, never markup.
+// the page as text: textContent and text nodes, never markup. Every id is shown bidi-isolated (an
+// element with dir="auto" and the kafka-text class, or a <bdi> inside a sentence), so that an id in
+// Arabic or Hebrew, or one holding U+202E, cannot reorder the text around it.
 
 import { STATUS_NAMES } from "./protocol.js";
 
@@ -29,6 +31,13 @@ const oneDecimal = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
 export function setText(element, value) {
   const text = value === null || value === undefined ? "–" : String(value);
   if (element.textContent !== text) element.textContent = text;
+}
+
+/** `before`, then `id` in a <bdi> (its own direction, isolated from the sentence), then `after`: all as text. */
+export function setTextAround(element, before, id, after) {
+  const isolated = document.createElement("bdi");
+  isolated.textContent = id;
+  element.replaceChildren(before, isolated, after);
 }
 
 export function statusLabel(status) {
@@ -227,7 +236,8 @@ export class Panel {
     const dot = document.createElement("i");
     dot.className = "dot";
     const id = document.createElement("span");
-    id.className = "mono driver-id";
+    id.className = "mono driver-id kafka-text";
+    id.dir = "auto";
     const age = document.createElement("span");
     age.className = "age";
     button.append(dot, id, age);
@@ -249,6 +259,11 @@ export class Panel {
 
   say(text) {
     setText(this.searchMessage, text || "");
+  }
+
+  /** "No driver “<id>” on the map.", the id isolated from the sentence. */
+  sayNoDriver(driverId) {
+    setTextAround(this.searchMessage, "No driver “", driverId, "” on the map.");
   }
 }
 
