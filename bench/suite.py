@@ -7,6 +7,7 @@ Parts (each also runs alone as `python -m bench.<module>`, with more flags; see 
 - matcher   bench/matcher.py          nearest-driver queries, the matcher under load
 - state     bench/fleet_state.py      the dashboard's pure-Python hot path per fix
 - ingest    bench/dashboard_ingest.py fixes/s one dashboard absorbs
+- hostile   bench/hostile_ingest.py   what validation costs: clean input against 1 % hostile records
 - pipeline  bench/pipeline.py         simulator -> Kafka -> dashboard -> Socket.IO clients, with the
                                       tutorial dashboard as the comparison, in the same run
 - browser   bench/browser_fps.py      the map page in headless Chromium: fps, frame times, JS heap
@@ -21,7 +22,16 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench import browser_fps, dashboard_ingest, fleet_state, kafka_ceiling, matcher, pipeline, simulator_rate
+from bench import (
+    browser_fps,
+    dashboard_ingest,
+    fleet_state,
+    hostile_ingest,
+    kafka_ceiling,
+    matcher,
+    pipeline,
+    simulator_rate,
+)
 from bench.common import QUICK_DIR
 from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
 
@@ -31,10 +41,11 @@ PARTS: dict[str, Callable[[list[str] | None], int]] = {
     "matcher": matcher.main,
     "state": fleet_state.main,
     "ingest": dashboard_ingest.main,
+    "hostile": hostile_ingest.main,
     "pipeline": pipeline.main,
     "browser": browser_fps.main,
 }
-NEW_PARTS = {"kafka", "pipeline", "browser"}  # these take --quick, --reps and --duration themselves
+NEW_PARTS = {"kafka", "pipeline", "browser", "hostile"}  # these take --quick, --reps and --duration themselves
 # The older benchmarks' own flags for a smoke run of a few seconds each.
 QUICK_FLAGS = {
     "simulator": ["--parts", "paced", "--drivers", "1000", "--duration", "5", "--json"],
