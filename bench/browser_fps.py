@@ -35,6 +35,7 @@ from bench.common import (
     bench_parser,
     command_line,
     dashboard_command,
+    free_port,
     http_ok,
     medians,
     parse_and_describe,
@@ -46,7 +47,6 @@ from bench.common import (
     wait_until,
     write_result,
 )
-from tests.conftest import free_port
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -1,7 +1,8 @@
-"""What the suite's benchmarks share: the machine, tables, JSON, topics, child processes, percentiles.
+"""What the suite's benchmarks share: the parser, the machine, tables, JSON, topics, child processes,
+the simulator's summaries, percentiles.
 
-Used by ``bench/pipeline.py``, ``bench/browser_fps.py`` and ``bench/kafka_ceiling.py``; the older
-single-file benchmarks keep their own helpers.
+Every part of ``python -m bench`` (bench/suite.py) starts from :func:`bench_parser` and
+:func:`parse_and_describe`, and takes its helpers from here; nothing under bench/ imports from tests/.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import argparse
 import json
 import math
 import os
+import platform
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -24,9 +27,10 @@ from typing import Any
 import psutil
 import requests
 from kafka import KafkaAdminClient
+from kafka import __version__ as kafka_python_version
+from kafka.record.util import crc32c_c
 
-from bench.simulator_rate import cpu_seconds, machine
-from broker.local import kafka_version
+from broker.local import BrokerSettings, LocalBroker, kafka_version
 from bus.clients import ensure_topics
 from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
 
@@ -38,6 +42,29 @@ LOG_DIR = ROOT / "test-artifacts" / "bench-logs"
 PYTHON = sys.executable
 CHROMIUM = "/usr/bin/chromium"
 PARTITIONS = 6
+
+
+def machine() -> dict[str, Any]:
+    """The hardware and the Python side: what a figure of this machine depends on."""
+    model = ""
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model or platform.processor(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "kafka_python": kafka_python_version,
+        # kafka-python checksums every record batch in pure Python unless this package is there.
+        "crc32c": "C extension" if crc32c_c is not None else "pure Python",
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def chromium_version() -> str | None:
@@ -88,16 +115,25 @@ def describe(info: dict[str, Any]) -> str:
     )
 
 
-def bench_parser(module: str, doc: str, quick: dict[str, Any], result: str) -> argparse.ArgumentParser:
-    """The parser every part of the suite starts from: broker, --quick (with what it changes) and --json."""
+def bench_parser(
+    module: str, doc: str, quick: dict[str, Any], result: str, kafka: bool = True
+) -> argparse.ArgumentParser:
+    """The parser every part of the suite starts from: broker (unless ``kafka`` is false), --quick (with
+    what it changes) and --json. Parts add --reps and --duration themselves where they have them."""
     parser = argparse.ArgumentParser(
         prog=f"python -m {module}",
         description=doc.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--bootstrap-servers", default=KAFKA_BOOTSTRAP_SERVERS.read())
+    if kafka:
+        parser.add_argument(
+            "--bootstrap-servers",
+            default=KAFKA_BOOTSTRAP_SERVERS.read(),
+            help="the Kafka to use (env KAFKA_BOOTSTRAP_SERVERS)",
+        )
     parser.add_argument("--quick", action="store_true", help="a short smoke run: " + json.dumps(quick))
-    parser.add_argument("--json", type=Path, default=None, help=f"default: bench/results/{result}.json")
+    where = f"where the results go; none: bench/results/{result}.json, with --quick test-artifacts/bench-quick/"
+    parser.add_argument("--json", type=Path, default=None, help=where)
     return parser
 
 
@@ -207,6 +243,27 @@ def medians(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for a server the benchmark starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(process: psutil.Process | None) -> float:
+    """User and system CPU seconds of ``process`` (every thread) so far; 0 for None."""
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def broker_process() -> psutil.Process | None:
+    """The local broker's JVM, to count its CPU next to ours (None for an external cluster)."""
+    pid = LocalBroker(BrokerSettings.from_env()).running_pid()
+    return psutil.Process(pid) if pid else None
+
+
 def slope_per_s(points: Sequence[tuple[float, float]]) -> float:
     """Least-squares slope of (time, value) points: how fast a value (a lag) grows per second."""
     if len(points) < 2:
@@ -225,16 +282,78 @@ def slope_per_s(points: Sequence[tuple[float, float]]) -> float:
 TWO_SIMULATORS_FROM = 20_000
 
 
-def simulator_commands(drivers: int, topic: str, bootstrap: str, duration_s: float) -> list[list[str]]:
-    """The real simulator, paced at one fix per driver per second, every driver online; split in two when big."""
-    processes = 2 if drivers >= TWO_SIMULATORS_FROM else 1
+def simulator_commands(
+    drivers: int,
+    topic: str,
+    bootstrap: str,
+    duration_s: float,
+    processes: int | None = None,
+    interval_s: float = 1.0,
+    extra: Sequence[str] = (),
+) -> list[list[str]]:
+    """The real simulator, paced at one fix per driver per ``interval_s``, every driver online.
+
+    ``processes`` share the fleet (each its own seed and id prefix); by default one, two from
+    TWO_SIMULATORS_FROM drivers. ``extra`` flags go to every process.
+    """
+    processes = processes or (2 if drivers >= TWO_SIMULATORS_FROM else 1)
     shares = [drivers // processes + (1 if i < drivers % processes else 0) for i in range(processes)]
     return [
-        [PYTHON, "-m", "simulator", "--drivers", str(share), "--interval", "1", "--offline-share", "0",
+        [PYTHON, "-m", "simulator", "--drivers", str(share), "--interval", f"{interval_s:g}", "--offline-share", "0",
          "--duration", str(duration_s), "--topic", topic, "--bootstrap-servers", bootstrap, "--seed", str(i + 1),
-         "--id-prefix", f"p{i}-"]
+         "--id-prefix", f"p{i}-", *extra]
         for i, share in enumerate(shares)
     ]  # fmt: skip
+
+
+def read_summary(stdout: str) -> dict[str, Any] | None:
+    """The simulator's summary: the last line of its stdout that is ``{"summary": {...}}`` (docs/api.md)."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith('{"summary":'):
+            return json.loads(line)["summary"]
+    return None
+
+
+class Simulators:
+    """``python -m simulator`` processes started together; their summaries once they end.
+
+    Their logs (stderr) go to LOG_DIR; stdout, where the summary is, is read at the end. A context
+    manager: leaving it stops the ones still running.
+    """
+
+    def __init__(self, name: str, commands: Sequence[list[str]]) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_paths = [LOG_DIR / f"{name}-{i}.log" for i in range(len(commands))]
+        self.processes: list[subprocess.Popen[str]] = []
+        for command, log_path in zip(commands, self.log_paths, strict=True):
+            with log_path.open("w") as log:
+                env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+                process = subprocess.Popen(
+                    command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env
+                )
+                self.processes.append(process)
+        self.handles = [psutil.Process(p.pid) for p in self.processes]
+
+    def __enter__(self) -> Simulators:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    def summaries(self, timeout_s: float) -> list[dict[str, Any]]:
+        """Wait until every simulator has ended; each one's summary (RuntimeError, with its log, if one failed)."""
+        summaries = []
+        for process, log_path in zip(self.processes, self.log_paths, strict=True):
+            out, _ = process.communicate(timeout=timeout_s)
+            summary = read_summary(out)
+            if process.returncode != 0 or summary is None:
+                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+                raise RuntimeError(f"simulator failed ({process.returncode}), see {log_path}:\n{tail}")
+            summaries.append(summary)
+        return summaries
 
 
 def dashboard_command(port: int, topic: str, bootstrap: str) -> list[str]:
@@ -246,7 +365,8 @@ DASHBOARD_ENV = {"DASHBOARD_READBACK_S": "0", "TILE_URL": "none"}
 
 
 class Topic:
-    """A topic of a unique name for one run, deleted afterwards (with its dead-letter topic)."""
+    """A topic of a unique name for one run, deleted afterwards with the topics named after it
+    (its dead-letter topic ``<name>.dlq``, and ``<name>-requests`` and the like a run made)."""
 
     def __init__(self, bootstrap: str, stem: str, partitions: int = PARTITIONS) -> None:
         self.bootstrap = bootstrap
@@ -264,8 +384,8 @@ class Topic:
     def __exit__(self, *_exc: object) -> None:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap.split(","))
         try:
-            existing = set(admin.list_topics())
-            doomed = [n for n in (self.name, self.name + ".dlq") if n in existing]
+            ours = (self.name + ".", self.name + "-")
+            doomed = [n for n in admin.list_topics() if n == self.name or n.startswith(ours)]
             if doomed:
                 admin.delete_topics(doomed)
         finally:

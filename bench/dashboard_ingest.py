@@ -4,10 +4,12 @@ Two parts, each running ``python -m dashboard`` against the broker named by --bo
 
 1. backlog: a topic filled beforehand with --backlog fixes of recent timestamps; the dashboard
    reads them all back at start (``DASHBOARD_READBACK_S``) with Socket.IO clients connected.
-   The rate it reports ("read-back done: N records in S s") is the most it can absorb: Kafka fetch,
-   record decoding, validation, state, frames and pushes, on this machine.
+   Its consumed count (``/metrics``, sampled every 0.2 s from its start) gives the time from the
+   first fix to the last: the rate is the most it can absorb: Kafka fetch, record decoding,
+   validation, state, frames and pushes, on this machine.
 2. paced: ``python -m simulator`` sends each --rates value (drivers at one fix a second) for
-   --duration seconds while clients are connected; the table shows what was consumed, the lag at
+   --duration seconds while clients are connected; the table shows what was consumed (and sent, from
+   the simulator's summary line), the lag at
    the end, fix-to-server latency percentiles (from the ``stats`` event, so they include the
    simulator's batching), frames per second each client got, and the dashboard's CPU and memory.
 
@@ -20,47 +22,48 @@ Prints a table per part and writes everything to bench/results/dashboard_ingest.
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import statistics
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
-from pathlib import Path
+from typing import Any
 
-import psutil
 import requests
 import socketio
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
+from kafka import KafkaProducer
 
-from bench.simulator_rate import cpu_seconds, machine
+from bench.common import (
+    DASHBOARD_ENV,
+    Child,
+    Simulators,
+    Topic,
+    bench_parser,
+    command_line,
+    dashboard_command,
+    free_port,
+    http_ok,
+    parse_and_describe,
+    print_table,
+    result_path,
+    simulator_commands,
+    wait_until,
+    write_result,
+)
 from fleet.schema import STATUSES, Fix, encode_fix
-from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "dashboard_ingest.json"
-READBACK = re.compile(r"read-back done: (\d+) records in ([\d.]+) s")
-PARTITIONS = 6
+QUICK = {"parts": "paced", "rates": "1000", "duration": 5.0}
+READBACK_POLL_S = 0.2
+READBACK_TIMEOUT_S = 120.0
 
 
 def main_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.dashboard_ingest",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--bootstrap-servers", default=KAFKA_BOOTSTRAP_SERVERS.read())
+    parser = bench_parser("bench.dashboard_ingest", __doc__, QUICK, "dashboard_ingest")
     parser.add_argument("--parts", default="backlog,paced", help="which parts to run, comma-separated")
     parser.add_argument("--backlog", type=int, default=300_000, help="fixes in the backlog part")
     parser.add_argument("--backlog-drivers", type=int, default=10_000, help="drivers in the backlog part")
     parser.add_argument("--rates", default="10000,20000,30000", help="fixes/s of the paced runs")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per paced run")
     parser.add_argument("--clients", type=int, default=1, help="Socket.IO clients connected during each run")
-    parser.add_argument("--json", type=Path, default=RESULTS)
     return parser
 
 
@@ -76,60 +79,39 @@ def fix_values(drivers: int, rounds: int, start: float, step: float) -> list[tup
     return records
 
 
-def new_topic(bootstrap: str) -> str:
-    name = f"bench-dashboard-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
-    admin.create_topics([NewTopic(name, PARTITIONS, 1)], wait_for_metadata=True)
-    admin.close()
-    return name
-
-
-def delete_topics(bootstrap: str, names: list[str]) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
-    existing = set(admin.list_topics())
-    admin.delete_topics([n for n in names if n in existing])
-    admin.close()
-
-
 def producer(bootstrap: str) -> KafkaProducer:
     return KafkaProducer(bootstrap_servers=bootstrap.split(","), linger_ms=20, batch_size=131072)
 
 
 class Dashboard:
-    """``python -m dashboard`` on a free port, its log in a file, and clients that count what they get."""
+    """``python -m dashboard`` on a free port (a :class:`Child`), and clients that count what they get.
 
-    def __init__(self, bootstrap: str, topic: str, clients: int, readback_s: float) -> None:
-        from tests.conftest import free_port
+    A context manager: leaving it disconnects the clients and stops the dashboard.
+    """
 
+    def __init__(self, bootstrap: str, topic: str, readback_s: float) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = ROOT / "test-artifacts" / f"bench-dashboard-{topic}.log"
-        self.log_path.parent.mkdir(exist_ok=True)
-        self._log = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "dashboard", "--port", str(self.port), "--topic", topic,
-             "--bootstrap-servers", bootstrap],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-            env={"PATH": "/usr/bin:/bin", "DASHBOARD_READBACK_S": str(readback_s), "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        self.ps = psutil.Process(self.process.pid)
+        env = {**DASHBOARD_ENV, "DASHBOARD_READBACK_S": f"{readback_s:g}"}
+        self.child = Child(f"ingest-dashboard-{topic}", dashboard_command(self.port, topic, bootstrap), env)
         self.stats: list[dict] = []
         self.events = {"snapshot": 0, "positions": 0, "stats": 0}
         self.bytes = 0
         self._lock = threading.Lock()
-        self._wait_until_healthy()
-        self.clients = [self._client() for _ in range(clients)]
+        self.clients: list[socketio.Client] = []
 
-    def _wait_until_healthy(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"the dashboard did not become healthy; see {self.log_path}")
+    def __enter__(self) -> Dashboard:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for client in self.clients:
+            client.disconnect()
+        self.child.stop(timeout_s=20)
+
+    def connect(self, clients: int) -> None:
+        """Wait until the dashboard is healthy, then connect ``clients`` Socket.IO clients."""
+        wait_until(lambda: http_ok(self.base + "/healthz"), 30, "the dashboard is healthy", [self.child])
+        self.clients = [self._client() for _ in range(clients)]
 
     def _client(self) -> socketio.Client:
         client = socketio.Client(reconnection=False)
@@ -150,44 +132,69 @@ class Dashboard:
         return client
 
     def consumed(self) -> float:
+        """Valid fixes consumed so far: ``dashboard_fixes_consumed_total`` of ``/metrics``."""
         for line in requests.get(self.base + "/metrics", timeout=5).text.splitlines():
             if line.startswith("dashboard_fixes_consumed_total "):
                 return float(line.split()[-1])
         return 0.0
 
-    def close(self) -> None:
-        for client in self.clients:
-            client.disconnect()
-        self.process.terminate()
-        self.process.wait(20)
-        self._log.close()
+
+class ReadBack(threading.Thread):
+    """Samples a starting dashboard's consumed count until it holds ``expected`` fixes.
+
+    ``seconds`` runs from the last sample with none consumed (taken before the first fix was) to
+    the first sample with every fix (taken after the last was): the read-back, never shorter.
+    """
+
+    def __init__(self, dashboard: Dashboard, expected: int) -> None:
+        super().__init__(daemon=True)
+        self.dashboard, self.expected = dashboard, expected
+        self.count = 0.0
+        self.seconds: float | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        idle_at = time.monotonic()
+        deadline = idle_at + READBACK_TIMEOUT_S
+        while self.dashboard.child.alive and time.monotonic() < deadline:
+            asked = time.monotonic()
+            try:
+                self.count = self.dashboard.consumed()
+            except requests.RequestException:  # not listening yet
+                self.count = 0.0
+            if self.count <= 0:
+                idle_at = asked
+            elif self.count >= self.expected:
+                self.seconds = time.monotonic() - idle_at
+                break
+            self.done.wait(READBACK_POLL_S)
+        self.done.set()
 
 
 def backlog_part(args: argparse.Namespace) -> dict:
-    topic = new_topic(args.bootstrap_servers)
-    try:
+    with Topic(args.bootstrap_servers, "dashboard") as topic:
         rounds = max(1, args.backlog // args.backlog_drivers)
         start = time.time() - 50
         records = fix_values(args.backlog_drivers, rounds, start, 40 / rounds)
         kafka = producer(args.bootstrap_servers)
         for key, value in records:
-            kafka.send(topic, key=key, value=value)
+            kafka.send(topic.name, key=key, value=value)
         kafka.flush()
         kafka.close()
-        print(f"backlog: {len(records)} fixes of {args.backlog_drivers} drivers in {topic}", flush=True)
-        dashboard = Dashboard(args.bootstrap_servers, topic, args.clients, readback_s=300)
-        try:
-            deadline = time.monotonic() + 120
-            while dashboard.consumed() < len(records) and time.monotonic() < deadline:
-                time.sleep(0.5)
-            cpu = cpu_seconds(dashboard.ps)
-            rss = dashboard.ps.memory_info().rss
-        finally:
-            dashboard.close()
-        match = READBACK.search(dashboard.log_path.read_text())
-        if match is None:
-            raise RuntimeError(f"no read-back line in {dashboard.log_path}")
-        count, seconds = int(match.group(1)), float(match.group(2))
+        print(f"backlog: {len(records)} fixes of {args.backlog_drivers} drivers in {topic.name}", flush=True)
+        with Dashboard(args.bootstrap_servers, topic.name, readback_s=300) as dashboard:
+            readback = ReadBack(dashboard, len(records))
+            readback.start()
+            dashboard.connect(args.clients)
+            readback.done.wait(READBACK_TIMEOUT_S + 5)
+            cpu = dashboard.child.cpu_s()
+            rss = dashboard.child.rss_mib()
+        if readback.seconds is None:
+            raise RuntimeError(
+                f"the dashboard consumed {readback.count:.0f} of {len(records)} fixes in {READBACK_TIMEOUT_S:.0f} s; "
+                f"see {dashboard.child.log_path}"
+            )
+        count, seconds = round(readback.count), round(readback.seconds, 1)
         return {
             "fixes": count,
             "drivers": args.backlog_drivers,
@@ -195,51 +202,45 @@ def backlog_part(args: argparse.Namespace) -> dict:
             "seconds": seconds,
             "fixes_per_s": round(count / seconds),
             "process_cpu_s": round(cpu, 1),
-            "rss_mib": round(rss / 2**20),
+            "rss_mib": round(rss),
         }
-    finally:
-        delete_topics(args.bootstrap_servers, [topic, topic + ".dlq"])
 
 
-def paced_run(args: argparse.Namespace, rate: int) -> dict:
-    topic = new_topic(args.bootstrap_servers)
-    try:
-        dashboard = Dashboard(args.bootstrap_servers, topic, args.clients, readback_s=0)
-        try:
-            return paced_measure(args, dashboard, topic, rate)
-        finally:
-            dashboard.close()
-    finally:
-        delete_topics(args.bootstrap_servers, [topic, topic + ".dlq"])
+def paced_part(args: argparse.Namespace) -> list[dict]:
+    rows = []
+    for rate in (int(r) for r in args.rates.split(",")):
+        print(f"paced: {rate} fixes/s for {args.duration:.0f} s with {args.clients} clients", flush=True)
+        with (
+            Topic(args.bootstrap_servers, "dashboard") as topic,
+            Dashboard(args.bootstrap_servers, topic.name, readback_s=0) as dashboard,
+        ):
+            dashboard.connect(args.clients)
+            rows.append(paced_measure(args, dashboard, topic.name, rate))
+    return rows
 
 
 def paced_measure(args: argparse.Namespace, dashboard: Dashboard, topic: str, rate: int) -> dict:
-    """Run ``python -m simulator`` with ``rate`` drivers at 1 Hz (its own process, as in production)."""
+    """Run ``python -m simulator`` with ``rate`` drivers at 1 Hz (one process of its own, as in production)."""
     consumed_before = dashboard.consumed()
-    cpu_before = cpu_seconds(dashboard.ps)
+    cpu_before = dashboard.child.cpu_s()
     frames_before = dashboard.events["positions"]
     stats_before = len(dashboard.stats)
     started = time.monotonic()
-    simulator = subprocess.run(
-        [sys.executable, "-m", "simulator", "--drivers", str(rate), "--interval", "1", "--offline-share", "0",
-         "--duration", str(args.duration), "--topic", topic, "--bootstrap-servers", args.bootstrap_servers],
-        cwd=ROOT, capture_output=True, text=True, timeout=args.duration + 60,
-    )  # fmt: skip
-    if simulator.returncode != 0:
-        raise RuntimeError(f"the simulator failed: {simulator.stderr.strip().splitlines()[-1:]}")
-    sent = int(re.search(r"acknowledged (\d+)", simulator.stdout).group(1))
+    commands = simulator_commands(rate, topic, args.bootstrap_servers, args.duration, processes=1)
+    with Simulators(f"ingest-simulator-{rate}", commands) as simulators:
+        summary = simulators.summaries(timeout_s=args.duration + 60)[0]
     # Fix timestamps are the times the simulator meant to send them: its own lateness is in the latency.
-    simulator_lags = [int(x) for x in re.findall(r"max lag (\d+) ms", simulator.stdout + simulator.stderr)]
+    simulator_lags = [window["max_lag_ms"] for window in summary["windows"]]
     time.sleep(2.0)  # let the last fixes through
     elapsed = time.monotonic() - started
     consumed = dashboard.consumed() - consumed_before
-    cpu = cpu_seconds(dashboard.ps) - cpu_before
+    cpu = dashboard.child.cpu_s() - cpu_before
     frames = dashboard.events["positions"] - frames_before
     stats = dashboard.stats[stats_before + 2 : stats_before + int(args.duration)]  # the steady seconds
     latencies = [s["latency_ms"] for s in stats if s["latency_ms"]["p50"] is not None]
     return {
         "drivers_at_1_hz": rate,
-        "sent": sent,
+        "sent": summary["acknowledged"],
         "consumed": int(consumed),
         "lag_at_end": dashboard.stats[-1]["kafka"]["lag"] if dashboard.stats else None,
         "simulator_max_lag_ms": max(simulator_lags, default=None),
@@ -248,43 +249,31 @@ def paced_measure(args: argparse.Namespace, dashboard: Dashboard, topic: str, ra
         "latency_p99_ms_worst": max(x["p99"] for x in latencies) if latencies else None,
         "frames_per_s_per_client": round(frames / args.clients / elapsed, 1),
         "dashboard_cpu_pct": round(100 * cpu / elapsed),
-        "rss_mib": round(dashboard.ps.memory_info().rss / 2**20),
+        "rss_mib": round(dashboard.child.rss_mib()),
         "clients": args.clients,
     }
 
 
-def print_table(title: str, rows: list[dict]) -> None:
-    if not rows:
-        return
-    print(f"\n{title}")
-    columns = list(rows[0])
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
-    print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in rows:
-        print("  ".join(str(row[c]).rjust(w) for c, w in zip(columns, widths, strict=True)))
+def columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Every field of the rows, headed by its name, as it is."""
+    return [(key, key, "") for key in rows[0]] if rows else []
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = main_parser().parse_args(argv)
+    args, info = parse_and_describe(main_parser(), argv, QUICK, "dashboard_ingest")
     parts = set(args.parts.split(","))
-    print(f"configuration: {vars(args)}", flush=True)
     results: dict = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "command": "python -m bench.dashboard_ingest " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": info,
+        "command": command_line("bench.dashboard_ingest", argv),
     }
     if "backlog" in parts:
         results["backlog"] = [backlog_part(args)]
-        print_table("backlog: the most one dashboard absorbs", results["backlog"])
+        print_table("backlog: the most one dashboard absorbs", results["backlog"], columns(results["backlog"]))
     if "paced" in parts:
-        results["paced"] = []
-        for rate in (int(r) for r in args.rates.split(",")):
-            print(f"paced: {rate} fixes/s for {args.duration:.0f} s with {args.clients} clients", flush=True)
-            results["paced"].append(paced_run(args, rate))
-        print_table("paced: a live fleet", results["paced"])
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"\nwritten to {args.json}")
+        results["paced"] = paced_part(args)
+        print_table("paced: a live fleet", results["paced"], columns(results["paced"]))
+    write_result(args.json or result_path("dashboard_ingest", args.quick), results)
     return 0
 
 

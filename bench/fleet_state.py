@@ -1,7 +1,7 @@
 """What one fix costs the dashboard in pure Python: validation, the fleet state, and frame encoding.
 
 No Kafka and no network: the parts of the dashboard's hot path that this project wrote, timed one
-by one on pre-built messages for a fleet of --drivers, best of --repeats.
+by one on pre-built messages for a fleet of --drivers, best of --reps.
 
     .venv/bin/python -m bench.fleet_state
     .venv/bin/python -m bench.fleet_state --drivers 100000
@@ -12,29 +12,22 @@ Prints a table and writes it to bench/results/fleet_state.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 
-from bench.simulator_rate import machine
+from bench.common import bench_parser, parse_and_describe, result_path, write_result
 from fleet import frames
 from fleet.schema import STATUSES, Fix, encode_fix, parse_fix
 from fleet.state import FleetState
 
-RESULTS = Path(__file__).resolve().parent / "results" / "fleet_state.json"
+QUICK = {"drivers": 10_000, "reps": 2}
 
 
 def main_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.fleet_state",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser("bench.fleet_state", __doc__, QUICK, "fleet_state", kafka=False)
     parser.add_argument("--drivers", type=int, default=30_000, help="fixes per step, one per driver")
-    parser.add_argument("--repeats", type=int, default=5, help="runs per step (the best is kept)")
-    parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--reps", type=int, default=5, help="runs per step (the best is kept)")
     return parser
 
 
@@ -85,9 +78,8 @@ def _apply_again(state: FleetState, records: list, now: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = main_parser().parse_args(argv)
-    print(f"configuration: {vars(args)}", flush=True)
-    rows = measure(args.drivers, args.repeats)
+    args, info = parse_and_describe(main_parser(), argv, QUICK, "fleet_state")
+    rows = measure(args.drivers, args.reps)
     width = max(len(r["step"]) for r in rows)
     print(f"\n{'step'.ljust(width)}  us/driver")
     for row in rows:
@@ -101,14 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nparse + apply + encode: {hot_path:.2f} us per fix = {1e6 / hot_path:,.0f} fixes/s on one core")
     results = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": info,
         "drivers": args.drivers,
         "steps": rows,
         "hot_path_us_per_fix": round(hot_path, 2),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"written to {args.json}")
+    write_result(args.json or result_path("fleet_state", args.quick), results)
     return 0
 
 

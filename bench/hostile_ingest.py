@@ -36,6 +36,7 @@ from bench.common import (
     bench_parser,
     command_line,
     dashboard_command,
+    free_port,
     http_ok,
     medians,
     parse_and_describe,
@@ -48,7 +49,6 @@ from bench.common import (
 )
 from bench.hostile import hostile_fixes
 from fleet.schema import STATUSES, Fix, encode_fix
-from tests.conftest import free_port
 
 QUICK = {"duration": 8.0, "warmup": 3.0, "reps": 1}
 SLICE_S = 0.01  # the producer sends a slice of the second's records every 10 ms

@@ -49,7 +49,8 @@ from bench.common import (
     write_result,
 )
 from bench.simulator_rate import producer_ceiling, sample_fixes
-from dashboard import feed
+from dashboard.feed import FETCH_MAX_WAIT_MS, FeedSpec
+from dashboard.service import DRIVER_POLL_RECORDS
 from fleet.schema import InvalidMessage, parse_fix
 from simulator.producer import ProducerOptions
 
@@ -60,11 +61,12 @@ PRODUCER_SETTINGS = {
         ProducerOptions.linger_ms, ProducerOptions.batch_size, ProducerOptions.compression,
     ),
 }  # fmt: skip
+# The driver feed's (dashboard/service.py, dashboard/feed.py), fetch_min_bytes aside: a variant of its own below.
 DASHBOARD_CONSUMER = {
-    "fetch_max_wait_ms": feed.FETCH_MAX_WAIT_MS,
-    "max_poll_records": feed.MAX_BATCH_RECORDS,
-    "fetch_max_bytes": feed.FETCH_MAX_BYTES,
-    "max_partition_fetch_bytes": feed.MAX_PARTITION_FETCH_BYTES,
+    "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+    "max_poll_records": DRIVER_POLL_RECORDS,
+    "fetch_max_bytes": FeedSpec.fetch_max_bytes,
+    "max_partition_fetch_bytes": FeedSpec.max_partition_fetch_bytes,
 }
 BIG_POLLS = {**DASHBOARD_CONSUMER, "max_poll_records": 5000, "fetch_max_bytes": 8 * 2**20,
              "max_partition_fetch_bytes": 2**20}  # fmt: skip
@@ -80,7 +82,6 @@ CONSUMER_VARIANTS = [
     ("two processes, 3 partitions each + parse_fix", DASHBOARD_CONSUMER, "parse_fix", 2),
 ]
 SCRIPT_TIME = re.compile(r"Execution time: ([\d.]+) secs")
-SCRIPT_CONSUMED = re.compile(r"Consumed (\d+) records")
 
 
 def main_parser() -> argparse.ArgumentParser:

@@ -21,10 +21,7 @@ Prints a table per part and writes everything to bench/results/matcher.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 import random
 import statistics
 import subprocess
@@ -33,22 +30,27 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 import h3
 import psutil
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka import __version__ as kafka_python_version
 
-from broker.local import BrokerConfig, LocalBroker
+from bench.common import (
+    PYTHON,
+    ROOT,
+    bench_parser,
+    broker_process,
+    cpu_seconds,
+    parse_and_describe,
+    result_path,
+    write_result,
+)
 from bus.clients import ensure_topics
 from fleet.geo import AREAS, destination
 from fleet.rides import MATCHED, RideRequest, encode_request, parse_match, request_key
-from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
 from matcher.index import DEFAULT_CELL_DEG, GridIndex, distance_from_term, haversine_term
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "matcher.json"
+QUICK = {"parts": "query", "drivers": "1000", "queries": 300}
 BOX = AREAS["nyc"]
 RADIUS_M = 5000.0
 GRID_CELLS = [0.001, 0.0025, DEFAULT_CELL_DEG, 0.01]
@@ -56,12 +58,7 @@ H3_RESOLUTIONS = [8, 9, 10]
 
 
 def main_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.matcher",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--bootstrap-servers", default=KAFKA_BOOTSTRAP_SERVERS.read())
+    parser = bench_parser("bench.matcher", __doc__, QUICK, "matcher")
     parser.add_argument("--parts", default="query,service", help="which parts to run, comma-separated")
     parser.add_argument("--drivers", default="10000,1000,100", help="free drivers for the query part")
     parser.add_argument("--queries", type=int, default=3000, help="queries per index in the query part")
@@ -73,19 +70,7 @@ def main_parser() -> argparse.ArgumentParser:
         "--reservation-timeout-s", type=float, default=2.0,
         help="the matcher's hold on a matched driver; no simulated trip starts, so this frees drivers",
     )  # fmt: skip
-    parser.add_argument("--json", type=Path, default=RESULTS)
     return parser
-
-
-def machine() -> dict:
-    return {
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "kafka_python": kafka_python_version,
-        "h3": h3.__version__,
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 # --- part 1: queries ----------------------------------------------------------------------------
@@ -291,13 +276,6 @@ def phase_stats(reader: AnswerReader, ids: list[str], wall_s: float) -> dict:
     }
 
 
-def cpu_of(process: psutil.Process | None) -> float:
-    if process is None:
-        return 0.0
-    times = process.cpu_times()
-    return times.user + times.system
-
-
 def part_service(args: argparse.Namespace) -> dict:
     bootstrap = args.bootstrap_servers
     suffix = uuid.uuid4().hex[:8]
@@ -308,18 +286,17 @@ def part_service(args: argparse.Namespace) -> dict:
           f"{args.reservation_timeout_s:g} s; {args.rate:g} requests/s for {args.duration:g} s, "
           f"then {args.burst} at once")  # fmt: skip
     children: list[subprocess.Popen] = []
-    broker_pid = LocalBroker(BrokerConfig.from_env()).running_pid()
-    broker = psutil.Process(broker_pid) if broker_pid else None
+    broker = broker_process()
     try:
         simulator = subprocess.Popen(
-            [sys.executable, "-m", "simulator", "--bootstrap-servers", bootstrap, "--topic", topics["drivers"],
+            [PYTHON, "-m", "simulator", "--bootstrap-servers", bootstrap, "--topic", topics["drivers"],
              "--drivers", str(args.fleet), "--interval", "1", "--on-trip-share", "0", "--offline-share", "0",
              "--log-level", "WARNING"],
             cwd=ROOT, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         children.append(simulator)
         matcher = subprocess.Popen(
-            [sys.executable, "-m", "matcher", "--bootstrap-servers", bootstrap, "--driver-topic", topics["drivers"],
+            [PYTHON, "-m", "matcher", "--bootstrap-servers", bootstrap, "--driver-topic", topics["drivers"],
              "--request-topic", topics["requests"], "--match-topic", topics["matches"],
              "--group-id", f"bench-{suffix}", "--instance-id", "bench", "--log-interval-s", "5",
              "--reservation-timeout-s", str(args.reservation_timeout_s)],
@@ -330,6 +307,12 @@ def part_service(args: argparse.Namespace) -> dict:
         threading.Thread(target=lambda: log_lines.extend(iter(matcher.stderr.readline, "")), daemon=True).start()
         deadline = time.monotonic() + 60
         while not any("resynced" in line for line in log_lines) and time.monotonic() < deadline:
+            dead = next((child for child in children if child.poll() is not None), None)
+            if dead is not None:  # fail now, not after every answer has timed out
+                tail = "".join(log_lines[-10:])
+                raise RuntimeError(
+                    f"python -m {dead.args[2]} exited ({dead.returncode}) at start; the matcher said:\n{tail}"
+                )
             time.sleep(0.2)
         time.sleep(3)  # the simulator's drivers arrive
         reader = AnswerReader(bootstrap, topics["matches"])
@@ -340,7 +323,7 @@ def part_service(args: argparse.Namespace) -> dict:
         first = 0
         phases = [("paced", int(args.rate * args.duration), args.rate), ("burst", args.burst, None)]
         for name, count, rate in phases:
-            cpu_before, broker_before = cpu_of(process), cpu_of(broker)
+            cpu_before, broker_before = cpu_seconds(process), cpu_seconds(broker)
             start = time.time()
             send_requests(producer, topics["requests"], first, count, rate)
             ids = [f"req-{first + n:07d}" for n in range(count)]
@@ -350,8 +333,8 @@ def part_service(args: argparse.Namespace) -> dict:
             row = phase_stats(reader, ids, last_visible - start)
             row.update(
                 complete=complete,
-                matcher_cpu_pct=100 * (cpu_of(process) - cpu_before) / elapsed,
-                broker_cpu_pct=100 * (cpu_of(broker) - broker_before) / elapsed,
+                matcher_cpu_pct=100 * (cpu_seconds(process) - cpu_before) / elapsed,
+                broker_cpu_pct=100 * (cpu_seconds(broker) - broker_before) / elapsed,
                 rate_target=rate,
             )
             results[name] = row
@@ -369,7 +352,8 @@ def part_service(args: argparse.Namespace) -> dict:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        admin.delete_topics([*topics.values(), topics["requests"] + ".dlq"])
+        ours = {*topics.values(), topics["requests"] + ".dlq"}  # the dead-letter topic exists once the matcher ran
+        admin.delete_topics([name for name in admin.list_topics() if name in ours])
         admin.close()
     print(f"{'phase':>6} {'requests':>8} {'answered':>8} {'matched':>8} {'answers/s':>9} {'p50 ms':>7} "
           f"{'p99 ms':>7} {'matcher CPU':>11} {'broker CPU':>10}")  # fmt: skip
@@ -383,19 +367,15 @@ def part_service(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = main_parser().parse_args(argv)
-    info = machine()
-    print(f"matcher bench: {info['cores']} cores, load {info['load_average_at_start']}, python {info['python']}, "
-          f"kafka-python {info['kafka_python']}, h3 {info['h3']}")  # fmt: skip
+    args, info = parse_and_describe(main_parser(), argv, QUICK, f"matcher bench (h3 {h3.__version__})")
+    info["h3"] = h3.__version__
     parts = set(args.parts.split(","))
     report = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": info, "radius_m": RADIUS_M}
     if "query" in parts:
         report["query"] = part_query(args)
     if "service" in parts:
         report["service"] = part_service(args)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
+    write_result(args.json or result_path("matcher", args.quick), report)
     return 0
 
 

@@ -40,8 +40,11 @@ from bench.common import (
     Child,
     Topic,
     bench_parser,
+    broker_process,
     command_line,
+    cpu_seconds,
     dashboard_command,
+    free_port,
     histogram_percentiles,
     http_ok,
     medians,
@@ -54,8 +57,6 @@ from bench.common import (
     wait_until,
     write_result,
 )
-from bench.simulator_rate import broker_process, cpu_seconds
-from tests.conftest import free_port
 
 OURS, TUTORIAL = "dashboard", "tutorial"
 # A server past this much memory is stopped: the run is reported as failed, the machine survives.
@@ -137,10 +138,12 @@ def connected(path: Path) -> bool:
     return path.exists() and path.stat().st_size > 0
 
 
-def run_configuration(run: Run, bootstrap: str, offsets: KafkaConsumer) -> dict[str, Any]:
+def run_configuration(run: Run, bootstrap: str) -> dict[str, Any]:
     """Start everything for one configuration, sample it every second, stop everything; the summary."""
     total_s = run.warmup_s + run.reps * run.window_s + START_S
     with Topic(bootstrap, "pipeline") as topic:
+        # Closed before the topic is deleted: an open consumer's next metadata request would create it again.
+        offsets = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None)
         server = Server(run, topic.name, bootstrap)
         children = [server.child]
         try:
@@ -157,6 +160,7 @@ def run_configuration(run: Run, bootstrap: str, offsets: KafkaConsumer) -> dict[
             samples, aborted = sample(run, server, simulators, topic, offsets)
             peak_rss = server.child.peak_rss_mib()
         finally:
+            offsets.close()
             stop_all(reversed(children))
         lines = [read_lines(out) for out in outs]
     windows = window_bounds(samples, run)
@@ -443,25 +447,21 @@ def main(argv: list[str] | None = None) -> int:
     runs = plan(args)
     minutes = sum(r.warmup_s + r.reps * r.window_s + 15 for r in runs) / 60
     print(f"{len(runs)} runs, about {minutes:.0f} minutes", flush=True)
-    offsets = KafkaConsumer(bootstrap_servers=args.bootstrap_servers.split(","), group_id=None)
     results = []
-    try:
-        for run in runs:
-            print(f"\n[{run.server}] {run.drivers} drivers, {run.clients} clients: "
-                  f"{run.warmup_s:g} s warm-up + {run.reps} x {run.window_s:g} s", flush=True)  # fmt: skip
-            result = run_configuration(run, args.bootstrap_servers, offsets)
-            results.append(result)
-            if result["aborted"]:
-                print(f"  aborted: {result['aborted']}", flush=True)
-            if result.get("profile"):
-                print(f"  profile (self time): {result['profile']['self_time_by_area_pct']}", flush=True)
-            if "median" in result:
-                m = result["median"]
-                print(f"  delivered {m['delivered_per_s_per_client']:,.0f}/s per client, consumed "
-                      f"{m['consumed_per_s']:,.0f}/s, lag max {m['lag_max']}, p99 {m['latency_p99_ms']} ms, "
-                      f"CPU {m['server_cpu_pct']:.0f} %, fresh min {m['fresh_share_min']:.2%}", flush=True)  # fmt: skip
-    finally:
-        offsets.close()
+    for run in runs:
+        print(f"\n[{run.server}] {run.drivers} drivers, {run.clients} clients: "
+              f"{run.warmup_s:g} s warm-up + {run.reps} x {run.window_s:g} s", flush=True)  # fmt: skip
+        result = run_configuration(run, args.bootstrap_servers)
+        results.append(result)
+        if result["aborted"]:
+            print(f"  aborted: {result['aborted']}", flush=True)
+        if result.get("profile"):
+            print(f"  profile (self time): {result['profile']['self_time_by_area_pct']}", flush=True)
+        if "median" in result:
+            m = result["median"]
+            print(f"  delivered {m['delivered_per_s_per_client']:,.0f}/s per client, consumed "
+                  f"{m['consumed_per_s']:,.0f}/s, lag max {m['lag_max']}, p99 {m['latency_p99_ms']} ms, "
+                  f"CPU {m['server_cpu_pct']:.0f} %, fresh min {m['fresh_share_min']:.2%}", flush=True)  # fmt: skip
     for server in (OURS, TUTORIAL):
         rows = [table_row(r) for r in results if r["server"] == server]
         if rows:

@@ -12,6 +12,7 @@ Three parts, each against the broker named by --bootstrap-servers (the local one
     .venv/bin/python -m bench.simulator_rate
     .venv/bin/python -m bench.simulator_rate --drivers 10000 --duration 30 --parts paced
 
+Each paced run reads the simulators' summary lines (``{"summary": ...}`` on stdout, docs/api.md).
 Prints a table per part and writes everything to bench/results/simulator_rate.json.
 """
 
@@ -20,39 +21,37 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
-import os
-import platform
 import pstats
-import re
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
 from itertools import product
 from pathlib import Path
 
 import psutil
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka import __version__ as kafka_python_version
+from kafka import KafkaProducer
 from kafka.codec import has_lz4
-from kafka.record.util import crc32c_c
 
-from broker.local import BrokerConfig, LocalBroker
-from bus.clients import ensure_topics
+from bench.common import (
+    Simulators,
+    Topic,
+    bench_parser,
+    broker_process,
+    command_line,
+    cpu_seconds,
+    parse_and_describe,
+    result_path,
+    simulator_commands,
+    write_result,
+)
 from fleet.schema import encode_fix, encode_key
-from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
 from simulator.fleet_model import Fleet, FleetConfig
 from simulator.producer import ProducerOptions, RunConfig, run
 from simulator.status import StatusMix
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "simulator_rate.json"
-WINDOW = re.compile(r"([\d,.]+) fixes/s against target ([\d,.]+)/s \(([-+\d.]+)%\), max lag (\d+) ms")
-TOTALS = re.compile(r"totals: sent (\d+), acknowledged (\d+), failed (\d+).* in ([\d.]+) s")
+QUICK = {"parts": "paced", "drivers": "1000", "duration": 5.0}
 # The batching settings compared in part 1: kafka-python's defaults first.
 PRODUCER_SETTINGS = [
     (0, 16384, None),
@@ -66,65 +65,24 @@ MAX_RATE_ERROR = 0.02
 
 
 def main_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.simulator_rate",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--bootstrap-servers", default=KAFKA_BOOTSTRAP_SERVERS.read())
+    parser = bench_parser("bench.simulator_rate", __doc__, QUICK, "simulator_rate")
     parser.add_argument("--parts", default="producer,paced,profile", help="which parts to run, comma-separated")
     parser.add_argument("--drivers", default="5000,10000,20000,30000", help="fleet sizes for the paced part")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between two fixes of one driver")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per paced run")
     parser.add_argument("--processes", default="1", help="simulator processes per paced run, comma-separated")
     parser.add_argument("--messages", type=int, default=60000, help="fixes per producer-part run")
-    parser.add_argument("--repeats", type=int, default=3, help="producer-part runs per setting (median kept)")
+    parser.add_argument("--reps", type=int, default=3, help="producer-part runs per setting (median kept)")
     parser.add_argument(
         "--riders-per-minute", default="0",
         help="ride requests a minute in the paced part, comma-separated to compare (e.g. 0,600); "
         "requests and answers go to topics of the run's own",
     )  # fmt: skip
-    parser.add_argument("--profile-drivers", type=int, default=10000)
-    parser.add_argument("--profile-duration", type=float, default=15.0)
+    parser.add_argument("--profile-drivers", type=int, default=10000, help="fleet size of the profile part")
+    parser.add_argument("--profile-duration", type=float, default=15.0, help="seconds of the profile part")
     parser.add_argument("--linger-ms", type=int, default=ProducerOptions.linger_ms, help="paced and profile parts")
     parser.add_argument("--batch-size", type=int, default=ProducerOptions.batch_size, help="paced and profile parts")
-    parser.add_argument("--json", type=Path, default=RESULTS)
     return parser
-
-
-def machine() -> dict:
-    model = ""
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "cpu": model or platform.processor(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "kafka_python": kafka_python_version,
-        # kafka-python checksums every record batch in pure Python unless this package is there.
-        "crc32c": "C extension" if crc32c_c is not None else "pure Python",
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def broker_process() -> psutil.Process | None:
-    """The local broker's JVM, to count its CPU next to ours (None for an external cluster)."""
-    pid = LocalBroker(BrokerConfig.from_env()).running_pid()
-    return psutil.Process(pid) if pid else None
-
-
-def cpu_seconds(process: psutil.Process | None) -> float:
-    if process is None:
-        return 0.0
-    times = process.cpu_times()
-    return times.user + times.system
 
 
 # --- part 1: the producer alone -----------------------------------------------------------------
@@ -163,11 +121,11 @@ def producer_ceiling(bootstrap: str, topic: str, records: list[tuple[bytes, byte
 def part_producer(args: argparse.Namespace, topic: str) -> list[dict]:
     records = sample_fixes(args.messages)
     print(f"\n[producer] {len(records)} fixes of {statistics.mean(len(v) for _, v in records):.0f} bytes, "
-          f"median of {args.repeats} runs per setting")  # fmt: skip
+          f"median of {args.reps} runs per setting")  # fmt: skip
     print(f"{'linger_ms':>9} {'batch_size':>10} {'compression':>11} {'fixes/s':>9} {'CPU us/fix':>10}")
     rows = []
     for setting in [s for s in PRODUCER_SETTINGS if s[2] != "lz4" or has_lz4()]:
-        runs = [producer_ceiling(args.bootstrap_servers, topic, records, setting) for _ in range(args.repeats)]
+        runs = [producer_ceiling(args.bootstrap_servers, topic, records, setting) for _ in range(args.reps)]
         rate = statistics.median(r["rate"] for r in runs)
         cpu = statistics.median(r["cpu_per_fix_us"] for r in runs)
         linger_ms, batch_size, compression = setting
@@ -181,14 +139,10 @@ def part_producer(args: argparse.Namespace, topic: str) -> list[dict]:
 # --- part 2: the simulator, paced ---------------------------------------------------------------
 
 
-def simulator_command(args: argparse.Namespace, topic: str, drivers: int, index: int, riders: float) -> list[str]:
-    return [
-        sys.executable, "-m", "simulator", "--bootstrap-servers", args.bootstrap_servers, "--topic", topic,
-        "--drivers", str(drivers), "--interval", str(args.interval), "--duration", str(args.duration),
-        "--offline-share", "0", "--seed", str(index + 1), "--id-prefix", f"p{index}-",
-        "--linger-ms", str(args.linger_ms), "--batch-size", str(args.batch_size),
-        "--riders-per-minute", str(riders), "--request-topic", f"{topic}-requests", "--match-topic", f"{topic}-matches",
-    ]  # fmt: skip
+def simulator_flags(args: argparse.Namespace, topic: str, riders: float) -> list[str]:
+    """Batching and riders: what the paced part sets beyond the shared simulator command."""
+    return ["--linger-ms", str(args.linger_ms), "--batch-size", str(args.batch_size), "--riders-per-minute",
+            str(riders), "--request-topic", f"{topic}-requests", "--match-topic", f"{topic}-matches"]  # fmt: skip
 
 
 def thread_cpu(process: psutil.Process) -> dict[str, float]:
@@ -203,38 +157,27 @@ def thread_cpu(process: psutil.Process) -> dict[str, float]:
 
 
 def paced_run(args: argparse.Namespace, topic: str, drivers: int, processes: int, riders: float = 0.0) -> dict:
-    share = [drivers // processes + (1 if i < drivers % processes else 0) for i in range(processes)]
-    children = [
-        subprocess.Popen(simulator_command(args, topic, n, i, riders), cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-        for i, n in enumerate(share)
-    ]  # fmt: skip
-    handles = [psutil.Process(c.pid) for c in children]
-    broker = broker_process()
-    # Threads are sampled from 3 s in to 1 s before the end: the steady state, without start-up.
-    time.sleep(3.0)
-    broker_cpu0 = cpu_seconds(broker)
-    early = [thread_cpu(h) for h in handles]
-    steady_s = max(args.duration - 4.0, 1.0)
-    time.sleep(steady_s)
-    late = [thread_cpu(h) for h in handles]
-    broker_cpu = cpu_seconds(broker) - broker_cpu0
-    outputs = [c.communicate(timeout=args.duration + 120) for c in children]
-    sent = acked = failed = 0
-    seconds = []
-    windows, lags = [], []
-    skipped = False
-    for (out, err), child in zip(outputs, children, strict=True):
-        match = TOTALS.search(out)
-        if child.returncode != 0 or not match:
-            raise RuntimeError(f"simulator failed ({child.returncode}): {err[-2000:]}")
-        s, a, f, secs = match.groups()
-        sent, acked, failed = sent + int(s), acked + int(a), failed + int(f)
-        seconds.append(float(secs))
-        # Full windows only: the last line covers the few seconds before the stop.
-        windows.extend(float(m.group(3)) for m in list(WINDOW.finditer(err))[:-1])
-        lags.extend(int(m.group(4)) for m in WINDOW.finditer(err))
-        skipped = skipped or "cannot keep up" in err
+    commands = simulator_commands(drivers, topic, args.bootstrap_servers, args.duration, processes, args.interval,
+                                  simulator_flags(args, topic, riders))  # fmt: skip
+    with Simulators(f"simulator-rate-{drivers}x{processes}", commands) as simulators:
+        broker = broker_process()
+        # Threads are sampled from 3 s in to 1 s before the end: the steady state, without start-up.
+        time.sleep(3.0)
+        broker_cpu0 = cpu_seconds(broker)
+        early = [thread_cpu(h) for h in simulators.handles]
+        steady_s = max(args.duration - 4.0, 1.0)
+        time.sleep(steady_s)
+        late = [thread_cpu(h) for h in simulators.handles]
+        broker_cpu = cpu_seconds(broker) - broker_cpu0
+        summaries = simulators.summaries(timeout_s=args.duration + 120)
+    sent = sum(s["sent"] for s in summaries)
+    acked = sum(s["acknowledged"] for s in summaries)
+    failed = sum(s["failed"] for s in summaries)
+    seconds = [s["seconds"] for s in summaries]
+    # Full windows only: the last one covers the few seconds before the stop.
+    windows = [round(w["error_pct"], 1) for s in summaries for w in s["windows"][:-1]]
+    lags = [w["max_lag_ms"] for s in summaries for w in s["windows"]]
+    skipped = any(s["skipped_s"] > 0 for s in summaries)
     target = drivers / args.interval
     rate = sent / max(seconds)
     error = (rate - target) / target
@@ -331,32 +274,20 @@ def profile_groups(stats: pstats.Stats, total: float) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = main_parser().parse_args(argv)
+    args, info = parse_and_describe(main_parser(), argv, QUICK, "simulator_rate")
     parts = set(args.parts.split(","))
-    topic = f"bench-simulator-{uuid.uuid4().hex[:8]}"
-    info = machine()
-    print(f"simulator_rate: {info['cores']} cores ({info['cpu']}), load {info['load_average_at_start']}, "
-          f"Python {info['python']}, kafka-python {info['kafka_python']} (crc32c {info['crc32c']}), "
-          f"broker {args.bootstrap_servers}, topic {topic}")  # fmt: skip
-    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap_servers.split(","))
-    ensure_topics(admin, {topic: 6})
-    flags = " ".join(argv if argv is not None else sys.argv[1:])
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": info,
-              "command": f"python -m bench.simulator_rate {flags}".strip()}  # fmt: skip
-    try:
+              "command": command_line("bench.simulator_rate", argv)}  # fmt: skip
+    # Deleted afterwards with the ride topics the simulator made for runs with riders (<topic>-requests...).
+    with Topic(args.bootstrap_servers, "simulator") as topic:
+        print(f"broker {args.bootstrap_servers}, topic {topic.name}, crc32c {info['crc32c']}", flush=True)
         if "producer" in parts:
-            result["producer"] = part_producer(args, topic)
+            result["producer"] = part_producer(args, topic.name)
         if "paced" in parts:
-            result["paced"] = part_paced(args, topic)
+            result["paced"] = part_paced(args, topic.name)
         if "profile" in parts:
-            result["profile"] = part_profile(args, topic)
-    finally:
-        # The simulator made the ride topics of runs with riders.
-        admin.delete_topics([t for t in admin.list_topics() if t == topic or t.startswith(f"{topic}-")])
-        admin.close()
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
+            result["profile"] = part_profile(args, topic.name)
+    write_result(args.json or result_path("simulator_rate", args.quick), result)
     return 0
 
 

@@ -12,15 +12,17 @@ Parts (each also runs alone as `python -m bench.<module>`, with more flags; see 
                                       tutorial dashboard as the comparison, in the same run
 - browser   bench/browser_fps.py      the map page in headless Chromium: fps, frame times, JS heap
 
-Every part prints a table and writes JSON to bench/results/ (with --quick: test-artifacts/bench-quick/,
-so a smoke run never replaces measured results). Results and how to read them: docs/benchmarks.md.
+Every part takes --quick, --json and, where it has them, --bootstrap-servers, --reps and --duration
+(bench/common.py's bench_parser); this suite hands each part the ones it has. Every part prints a table
+and writes JSON to bench/results/ (with --quick: test-artifacts/bench-quick/, so a smoke run never
+replaces measured results). Results and how to read them: docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from types import ModuleType
 
 from bench import (
     browser_fps,
@@ -32,27 +34,21 @@ from bench import (
     pipeline,
     simulator_rate,
 )
-from bench.common import QUICK_DIR
 from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
 
-PARTS: dict[str, Callable[[list[str] | None], int]] = {
-    "kafka": kafka_ceiling.main,
-    "simulator": simulator_rate.main,
-    "matcher": matcher.main,
-    "state": fleet_state.main,
-    "ingest": dashboard_ingest.main,
-    "hostile": hostile_ingest.main,
-    "pipeline": pipeline.main,
-    "browser": browser_fps.main,
+# Each part is a module with main_parser() and main(argv) -> exit code.
+PARTS: dict[str, ModuleType] = {
+    "kafka": kafka_ceiling,
+    "simulator": simulator_rate,
+    "matcher": matcher,
+    "state": fleet_state,
+    "ingest": dashboard_ingest,
+    "hostile": hostile_ingest,
+    "pipeline": pipeline,
+    "browser": browser_fps,
 }
-NEW_PARTS = {"kafka", "pipeline", "browser", "hostile"}  # these take --quick, --reps and --duration themselves
-# The older benchmarks' own flags for a smoke run of a few seconds each.
-QUICK_FLAGS = {
-    "simulator": ["--parts", "paced", "--drivers", "1000", "--duration", "5", "--json"],
-    "matcher": ["--parts", "query", "--drivers", "1000", "--queries", "300", "--json"],
-    "state": ["--drivers", "10000", "--repeats", "2", "--json"],
-    "ingest": ["--parts", "paced", "--rates", "1000", "--duration", "5", "--json"],
-}
+# The suite's flags a part gets when its parser has them.
+HANDED_DOWN = ("bootstrap_servers", "reps", "duration")
 
 
 def main_parser() -> argparse.ArgumentParser:
@@ -65,22 +61,21 @@ def main_parser() -> argparse.ArgumentParser:
     parts = ", ".join(PARTS)
     parser.add_argument("parts", nargs="*", metavar="PART", help=f"any of {parts} (default: all, in this order)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run of each part (minutes, not an hour)")
-    parser.add_argument("--reps", type=int, help="repetitions per figure (kafka, pipeline, browser; default 3)")
-    parser.add_argument("--duration", type=float, help="seconds per measured window (pipeline 60, browser 20)")
+    parser.add_argument("--reps", type=int, help="repetitions per figure, in the parts that repeat (default: theirs)")
+    duration = "seconds per measured window or paced run, in the parts that have one (default: theirs)"
+    parser.add_argument("--duration", type=float, help=duration)
     parser.add_argument("--bootstrap-servers", default=KAFKA_BOOTSTRAP_SERVERS.read())
     return parser
 
 
 def part_argv(part: str, args: argparse.Namespace) -> list[str]:
-    """The flags this suite hands to one part."""
-    argv = ["--bootstrap-servers", args.bootstrap_servers] if part != "state" else []
-    if part in NEW_PARTS:
-        argv += ["--quick"] if args.quick else []
-        argv += ["--reps", str(args.reps)] if args.reps is not None else []
-        if args.duration is not None and part != "kafka":
-            argv += ["--duration", str(args.duration)]
-    elif args.quick:
-        argv += [*QUICK_FLAGS[part], str(QUICK_DIR / f"{part}.json")]
+    """The flags this suite hands to one part: --quick, and those of HANDED_DOWN that were given and it has."""
+    has = vars(PARTS[part].main_parser().parse_args([]))
+    argv = ["--quick"] if args.quick else []
+    for key in HANDED_DOWN:
+        value = getattr(args, key)
+        if value is not None and key in has:
+            argv += ["--" + key.replace("_", "-"), str(value)]
     return argv
 
 
@@ -96,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     for part in parts:
         print(f"\n===== {part} =====", flush=True)
         try:
-            code = PARTS[part](part_argv(part, args))
+            code = PARTS[part].main(part_argv(part, args))
         except Exception as e:  # one broken part must not hide the others' results
             print(f"{part} failed: {type(e).__name__}: {e}", flush=True)
             code = 1

@@ -9,6 +9,7 @@ the fix is older when it leaves, which the log says, and its speed stays true.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import sys
@@ -16,7 +17,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
@@ -24,7 +25,6 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect, ensure_topics
 from fleet.schema import encode_fix, encode_key
 from fleet.settings import DRIVER_TOPIC, bootstrap_list
-from simulator import settings
 from simulator.dispatch import Dispatch, RiderOptions, open_match_consumer
 from simulator.fleet_model import Fleet
 
@@ -47,9 +47,10 @@ TICK_S = 0.002
 class ProducerOptions:
     """Batching knobs; acks=all and idempotence are kafka-python's durable defaults and stay on."""
 
-    linger_ms: int = settings.LINGER_MS.default
-    batch_size: int = settings.BATCH_SIZE.default
-    compression: str | None = settings.COMPRESSION.default
+    # Chosen by bench/simulator_rate.py (docs/benchmarks.md, "Simulator").
+    linger_ms: int = 20
+    batch_size: int = 131072
+    compression: str | None = None
 
     def kafka_config(self) -> dict:
         return {
@@ -65,12 +66,12 @@ class ProducerOptions:
 class RunConfig:
     bootstrap: str
     topic: str = DRIVER_TOPIC.default
-    partitions: int = settings.PARTITIONS.default
+    partitions: int = 6
     duration_s: float | None = None
     count: int | None = None
     producer: ProducerOptions = ProducerOptions()
     progress: bool = False
-    flush_timeout_s: float = settings.FLUSH_TIMEOUT.default
+    flush_timeout_s: float = 15.0
     riders: RiderOptions = RiderOptions()
     # Seeds where riders ask (not when answers come back: that depends on the clock).
     seed: int = 0
@@ -112,6 +113,9 @@ class Totals:
     seconds: float
     target_rate: float
     connected: bool = True
+    # The figures of each report (``Window.figures``), the last one covering the rest of the run.
+    windows: tuple[dict[str, Any], ...] = ()
+    skipped_s: float = 0.0  # time skipped ahead because the loop could not keep up
 
     @property
     def unconfirmed(self) -> int:
@@ -130,6 +134,26 @@ class Totals:
         rates = f"{self.rate:,.1f} fixes/s; {self.target_rate:,.1f}/s if no driver were offline"
         return text + f" in {self.seconds:.1f} s ({rates})"
 
+    def summary(self) -> dict[str, Any]:
+        """The totals and every window's figures, for programs (docs/api.md, "Producer: the simulator")."""
+        return {
+            "sent": self.sent,
+            "acknowledged": self.acked,
+            "failed": self.failed,
+            "unconfirmed": self.unconfirmed,
+            "connected": self.connected,
+            "seconds": round(self.seconds, 3),
+            "rate": round(self.rate, 1),
+            "target_rate": round(self.target_rate, 1),
+            "max_lag_ms": max((w["max_lag_ms"] for w in self.windows), default=0),
+            "skipped_s": round(self.skipped_s, 3),
+            "windows": list(self.windows),
+        }
+
+    def summary_line(self) -> str:
+        """The summary as one line of JSON: ``{"summary": {...}}``, printed last on stdout."""
+        return json.dumps({"summary": self.summary()}, separators=(",", ":"))
+
 
 class Window:
     """Rates over one reporting window."""
@@ -139,10 +163,29 @@ class Window:
         self.sent, self.acked, self.failed = delivery.sent, delivery.acked, delivery.failed
         self.max_lag = 0.0
 
-    def line(self, now: float, delivery: Delivery, target_rate: float) -> str:
+    def rates(self, now: float, delivery: Delivery, target_rate: float) -> tuple[float, float, float]:
+        """Seconds, fixes/s sent and the error against ``target_rate`` in percent, since the window began."""
         seconds = max(now - self.start, 1e-9)
         rate = (delivery.sent - self.sent) / seconds
         error = (rate - target_rate) / target_rate * 100.0 if target_rate else 0.0
+        return seconds, rate, error
+
+    def figures(self, now: float, delivery: Delivery, target_rate: float) -> dict[str, Any]:
+        """What :meth:`line` says, as numbers; counts are this window's own."""
+        seconds, rate, error = self.rates(now, delivery, target_rate)
+        return {
+            "seconds": round(seconds, 3),
+            "sent": delivery.sent - self.sent,
+            "acknowledged": delivery.acked - self.acked,
+            "failed": delivery.failed - self.failed,
+            "rate": round(rate, 1),
+            "target_rate": round(target_rate, 1),
+            "error_pct": round(error, 2),
+            "max_lag_ms": round(self.max_lag * 1000),
+        }
+
+    def line(self, now: float, delivery: Delivery, target_rate: float) -> str:
+        _seconds, rate, error = self.rates(now, delivery, target_rate)
         text = (
             f"sent {delivery.sent} (+{delivery.sent - self.sent}), acknowledged {delivery.acked} "
             f"(+{delivery.acked - self.acked}), failed {delivery.failed} (+{delivery.failed - self.failed}); "
@@ -244,8 +287,9 @@ def run(fleet: Fleet, config: RunConfig, stop: threading.Event, progress_stream:
         for handler in logging.getLogger().handlers:
             handler.addFilter(progress.filter)
     started = time.monotonic()
+    pacer = Pacer(fleet, config, producer, delivery, progress, dispatch)
     try:
-        Pacer(fleet, config, producer, delivery, progress, dispatch).loop(stop)
+        pacer.loop(stop)
     except KeyboardInterrupt:
         log.warning("second signal: stopping at once")
     finally:
@@ -257,7 +301,8 @@ def run(fleet: Fleet, config: RunConfig, stop: threading.Event, progress_stream:
             progress.clear()
             for handler in logging.getLogger().handlers:
                 handler.removeFilter(progress.filter)
-    return Totals(delivery.sent, delivery.acked, delivery.failed, seconds, target)
+    windows, skipped_s = tuple(pacer.reports), pacer.skipped_s
+    return Totals(delivery.sent, delivery.acked, delivery.failed, seconds, target, windows=windows, skipped_s=skipped_s)
 
 
 class Pacer:
@@ -286,6 +331,7 @@ class Pacer:
         self.epoch_offset = time.time() - self.start
         self.skipped_s = 0.0  # time skipped ahead when the loop could not keep up
         self.window = Window(self.start, delivery)
+        self.reports: list[dict[str, Any]] = []  # each window's figures, for the summary
         self.next_report = self.start + REPORT_EVERY_S
         self.next_progress = self.start + PROGRESS_EVERY_S
         self.next_late_warning = self.start
@@ -367,7 +413,9 @@ class Pacer:
             self.progress.draw(self.delivery, self.delivery.sent / elapsed, self.online_rate(), self.lag, elapsed)
 
     def report(self, now: float) -> None:
-        line = self.window.line(now, self.delivery, self.online_rate())
+        target = self.online_rate()
+        line = self.window.line(now, self.delivery, target)
+        self.reports.append(self.window.figures(now, self.delivery, target))
         if self.dispatch is not None:
             line += "; " + self.dispatch.summary()
         log.info("%s", line)
