@@ -6,15 +6,16 @@ import argparse
 import sys
 import time
 
-from broker.local import LIBS_DIR, BrokerConfig, BrokerError, LocalBroker, fetch_jars, kafka_version
-from bus.runtime import setup_logging
-from fleet.settings import SettingError
+from broker.local import LIBS_DIR, LocalBroker, fetch_jars, kafka_version
+from broker.settings import BrokerSettings
+from bus.runtime import run_cli, settings_parser, setup_logging
+
+PROG = "python -m broker"
 
 
 def main_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m broker",
-        description="Run a single-node Apache Kafka broker (KRaft) from Maven jars for the demo and tests.",
+    parser = settings_parser(
+        BrokerSettings, PROG, "Run a single-node Apache Kafka broker (KRaft) from Maven jars for the demo and tests."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("start", help="start the broker and wait until it answers (no-op if running)")
@@ -29,16 +30,12 @@ def main_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = main_parser().parse_args(argv)
+    return run_cli(main_parser(), BrokerSettings, command, argv)
+
+
+def command(settings: BrokerSettings, args: argparse.Namespace) -> int:
     setup_logging("INFO")
-    try:
-        broker = LocalBroker(BrokerConfig.from_env())
-        return COMMANDS[args.command](broker, args)
-    except (BrokerError, SettingError) as e:
-        print(f"broker: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return COMMANDS[args.command](LocalBroker(settings), args)
 
 
 def start(broker: LocalBroker, _args: argparse.Namespace) -> int:

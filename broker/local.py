@@ -19,6 +19,8 @@ from pathlib import Path
 from string import Template
 
 from broker import settings
+from broker.settings import BrokerSettings
+from fleet.errors import FleetError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ LIBS_DIR = settings.WORK_DIR / "libs"
 MIN_JAVA = 17
 
 
-class BrokerError(Exception):
+class BrokerError(FleetError):
     """Something the user must fix; the message says what, in one line."""
 
 
@@ -37,26 +39,6 @@ def kafka_version() -> str:
     if not match:
         raise BrokerError(f"{POM} does not pin <kafka.version>")
     return match.group(1)
-
-
-@dataclass
-class BrokerConfig:
-    port: int = 9092
-    controller_port: int = 9093
-    node_dir: Path = settings.WORK_DIR / "node"
-    heap: str = "512m"
-    kafka_home: Path | None = None
-    start_timeout_s: float = 90.0
-
-    @classmethod
-    def from_env(cls) -> BrokerConfig:
-        return cls(
-            port=settings.BROKER_PORT.read(),
-            controller_port=settings.BROKER_CONTROLLER_PORT.read(),
-            node_dir=Path(settings.BROKER_NODE_DIR.read()),
-            heap=settings.BROKER_HEAP.read(),
-            kafka_home=settings.KAFKA_HOME.read(),
-        )
 
 
 @dataclass
@@ -70,8 +52,8 @@ class StartResult:
 class LocalBroker:
     """One broker process whose config, data, logs and pid file live in ``config.node_dir``."""
 
-    def __init__(self, config: BrokerConfig | None = None) -> None:
-        self.config = config or BrokerConfig()
+    def __init__(self, config: BrokerSettings | None = None) -> None:
+        self.config = config or BrokerSettings()
         node = self.config.node_dir
         self.data_dir = node / "data"
         self.logs_dir = node / "logs"
@@ -135,7 +117,7 @@ class LocalBroker:
                     f"choose other ports with BROKER_PORT/BROKER_CONTROLLER_PORT, or use that Kafka "
                     f"with KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}"
                 )
-        java = find_java()
+        java = find_java(self.config.java_home)
         libs = self.libs_dir()
         self._write_properties()
         notes = []
@@ -283,9 +265,8 @@ def new_cluster_id() -> str:
             return text
 
 
-def find_java() -> str:
-    """The java binary (JAVA_HOME first), checked to be version 17 or newer."""
-    java_home = settings.JAVA_HOME.read()
+def find_java(java_home: Path | None) -> str:
+    """The java binary (``java_home`` first, else on PATH), checked to be version 17 or newer."""
     java = str(java_home / "bin" / "java") if java_home else shutil.which("java")
     install = "install a JDK 17 or newer (Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless)"
     if not java or not Path(java).exists():

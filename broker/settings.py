@@ -1,21 +1,46 @@
-"""Settings of the local broker, read from environment variables."""
+"""Settings of the local broker: each environment variable, its default and its flag, declared once here."""
 
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet.settings import Setting
+from fleet.settings import Setting, Settings, port_number, setting_field
 
 HERE = Path(__file__).resolve().parent
 WORK_DIR = HERE / ".work"
 
-BROKER_PORT = Setting("BROKER_PORT", 9092, "Port of the local broker's PLAINTEXT listener (127.0.0.1).", int)
+
+def java_heap(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[1-9][0-9]*[kKmMgG]?", value):
+        raise ValueError(f"{raw!r} is not a heap size like 512m or 2g")
+    return value
+
+
+BROKER_PORT = Setting("BROKER_PORT", 9092, "Port of the local broker's PLAINTEXT listener (127.0.0.1).", port_number)
 BROKER_CONTROLLER_PORT = Setting(
-    "BROKER_CONTROLLER_PORT", 9093, "Port of the local broker's KRaft CONTROLLER listener.", int
+    "BROKER_CONTROLLER_PORT", 9093, "Port of the local broker's KRaft CONTROLLER listener.", port_number
 )
 BROKER_NODE_DIR = Setting(
     "BROKER_NODE_DIR", WORK_DIR / "node", "Where the local broker keeps its config, data and logs.", Path
 )
-BROKER_HEAP = Setting("BROKER_HEAP", "512m", "Java heap of the local broker (-Xmx).")
+BROKER_HEAP = Setting("BROKER_HEAP", "512m", "Java heap of the local broker (-Xmx).", java_heap)
 JAVA_HOME = Setting("JAVA_HOME", None, "The Java 17+ that runs the local broker (default: `java` on PATH).", Path)
 KAFKA_HOME = Setting(
     "KAFKA_HOME", None, "An existing Kafka install whose libs/ the local broker uses instead of Maven's jars.", Path
 )
+
+
+@dataclass(frozen=True)
+class BrokerSettings(Settings):
+    """Everything the local broker is configured with (``python -m broker --help``)."""
+
+    port: int = setting_field(BROKER_PORT, "--port", "PORT")
+    controller_port: int = setting_field(BROKER_CONTROLLER_PORT, "--controller-port", "PORT")
+    node_dir: Path = setting_field(BROKER_NODE_DIR, "--node-dir", "DIR")
+    heap: str = setting_field(BROKER_HEAP, "--heap", "SIZE")
+    java_home: Path | None = setting_field(JAVA_HOME)
+    kafka_home: Path | None = setting_field(KAFKA_HOME)
+    start_timeout_s: float = field(default=90.0)  # not a setting: how long `start` waits for the broker to answer

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
-from dashboard.rider_push import EVENT_RIDES
+from dashboard.push import EVENT_RIDES
 from dashboard.service import Dashboard
 from fleet.riders import riders_json
 from fleet.schema import MAX_DRIVER_ID_CHARS

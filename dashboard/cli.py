@@ -6,15 +6,13 @@ import argparse
 import logging
 import os
 import socket
-import sys
 
-from bus.runtime import OneLineParser, add_setting_flag, check_bootstrap_flag, install_shutdown, setup_logging
+from bus.runtime import install_shutdown, run_cli, settings_parser, setup_logging
 from dashboard import asyncmode
-from dashboard import settings as dashboard_settings
 from dashboard.app import create_app
 from dashboard.asyncmode import ASYNC_MODE
 from dashboard.settings import DashboardSettings
-from fleet.settings import DRIVER_TOPIC, KAFKA_BOOTSTRAP_SERVERS, LOG_LEVEL, SettingError
+from fleet.errors import CannotListen
 
 log = logging.getLogger(__name__)
 PROG = "python -m dashboard"
@@ -23,48 +21,24 @@ SHUTDOWN_GRACE_S = 5.0
 
 
 def main_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog=PROG,
-        description="Serve the live fleet map: consume driver locations from Kafka and push them to browsers.",
-        epilog="Every flag can also be set with the environment variable named in its help; "
-        "the other settings (DASHBOARD_TOKEN, DASHBOARD_TICK_MS, ...) are in the README.",
-    )
-    add_setting_flag(parser, "--host", dashboard_settings.HOST, "ADDRESS")
-    add_setting_flag(parser, "--port", dashboard_settings.PORT, "PORT")
-    add_setting_flag(parser, "--topic", DRIVER_TOPIC, "NAME")
-    add_setting_flag(parser, "--bootstrap-servers", KAFKA_BOOTSTRAP_SERVERS, "HOST:PORT[,...]")
-    add_setting_flag(parser, "--log-level", LOG_LEVEL, "LEVEL")
-    return parser
-
-
-def parse_settings(argv: list[str] | None) -> tuple[DashboardSettings, str]:
-    """The settings from the environment with the flags on top, and the log level."""
-    parser = main_parser()
-    args = parser.parse_args(argv)
-    check_bootstrap_flag(parser, args.bootstrap_servers)
-    settings = DashboardSettings.from_env().with_overrides(
-        host=args.host, port=args.port, topic=args.topic, bootstrap_servers=args.bootstrap_servers
-    )
-    return settings, args.log_level
+    return settings_parser(
+        DashboardSettings, PROG,
+        "Serve the live fleet map: consume driver locations from Kafka and push them to browsers.",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings, log_level = parse_settings(argv)
-    except SettingError as e:  # an environment variable that cannot be used
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    setup_logging(log_level)
+    return run_cli(main_parser(), DashboardSettings, serve, argv)
+
+
+def serve(settings: DashboardSettings, _args: argparse.Namespace) -> int:
+    """Run the dashboard until SIGINT or SIGTERM."""
+    setup_logging(settings.log_level)
     try:
         ensure_port_free(settings.host, settings.port)
     except OSError as e:
-        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, e.strerror or e)
-        return 1
-    try:
-        app = create_app(settings)
-    except SettingError as e:  # the page's own settings (TILE_URL, MAP_AREA) are read here
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+        raise CannotListen(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}") from e
+    app = create_app(settings)
     service = app.extensions["fleet_dashboard"]
     socketio = app.extensions["socketio"]
     stop = install_shutdown(lambda name: log.info("%s received: stopping", name))
@@ -83,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             grace_s=SHUTDOWN_GRACE_S,
         )
     except OSError as e:
-        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, e.strerror or e)
-        return 1
+        raise CannotListen(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}") from e
     finally:
         service.stop()
     log.info("dashboard stopped")

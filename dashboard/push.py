@@ -1,51 +1,42 @@
-"""Who gets which event: one frame per tick for every client that can take it, snapshots for the rest.
+"""The Socket.IO sender: each tick's events encoded once and queued for the clients :mod:`dashboard.audience` names.
 
-Each frame is built and encoded once per tick and the same encoded parts are queued for every
-ready client (see :meth:`Push._emit` for why not through ``socketio.emit``). A client whose
-outgoing queue still holds something when a frame is due skips that frame and gets a fresh snapshot
-once its queue has drained: Flask-SocketIO would otherwise queue every frame for a client that
-stopped reading, without bound (Flask-SocketIO issue #663). So a client costs the server at most
-the packets of one tick plus those its socket writer is sending.
+Each frame is built and encoded once per tick and the same encoded parts are queued for every ready
+client (see :meth:`Push._emit` for why not through ``socketio.emit``). A client whose outgoing queue
+still holds something when a frame is due skips that frame and gets a fresh snapshot once its queue
+has drained: Flask-SocketIO would otherwise queue every frame for a client that stopped reading,
+without bound (Flask-SocketIO issue #663). So a client costs the server at most the packets of one
+tick plus those its socket writer is sending. Who gets what (snapshots at most once a second per
+client, ``riders`` with every snapshot and when rides change) is decided by the pure
+:class:`~dashboard.audience.Audience`; this class only looks at Engine.IO's queues and writes.
 
-A snapshot (the whole fleet) is the costly event, and a client can ask for one with ``resync``: each
-client gets at most one snapshot per :data:`SNAPSHOT_MIN_INTERVAL_S`, the first one at once. A
-client waiting for its snapshot gets no frames meanwhile (it would only ask again).
+Riders are few next to drivers, so each ``riders`` event is plain JSON holding every ride the map
+shows (a snapshot, never a diff): a client that skipped one loses nothing.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from flask_socketio import SocketIO
 from socketio import packet as socketio_packet
 
+from dashboard.audience import Audience
 from dashboard.metrics import DashboardMetrics
 from fleet import frames
+from fleet.riders import Riders, riders_json
 from fleet.state import FleetState
 
 log = logging.getLogger(__name__)
 NAMESPACE = "/"
-# A client asking to resync at every tick (a broken or hostile page) costs one snapshot a second, not ten.
-SNAPSHOT_MIN_INTERVAL_S = 1.0
-
-
-@dataclass
-class Client:
-    needs_snapshot: bool = True
-    snapshot_at: float = -math.inf  # monotonic time of its latest snapshot
-
-    def snapshot_due(self, now: float, min_interval_s: float = SNAPSHOT_MIN_INTERVAL_S) -> bool:
-        """Whether it gets a snapshot at a tick at monotonic ``now``: it needs one and had none for a while."""
-        return self.needs_snapshot and now - self.snapshot_at >= min_interval_s
+# Most rides in one event (the newest); riders are a few hundred, this bounds a crowd.
+EVENT_RIDES = 2000
 
 
 class Push:
-    """The Socket.IO side of the dashboard: clients, frames, snapshots and stats."""
+    """Frames, snapshots, stats and riders to the browsers, one tick at a time."""
 
     def __init__(
         self,
@@ -53,77 +44,70 @@ class Push:
         state: FleetState,
         topic: str,
         metrics: DashboardMetrics,
+        riders: Riders | None = None,
+        feed_json: Callable[[], dict[str, Any]] = dict,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._socketio = socketio
-        self._clock = clock
         self._state = state
         self._topic = topic
         self._metrics = metrics
-        self._clients: dict[str, Client] = {}
+        self._riders = riders
+        self._feed_json = feed_json  # the ride feed's refusals and status, for the riders event
+        self._clock = clock
+        self.audience = Audience()
         self.seq = 0
 
     def __len__(self) -> int:
-        return len(self._clients)
+        return len(self.audience)
 
     def add(self, sid: str) -> None:
         """A client connected: it gets a snapshot at the next tick."""
-        self._clients[sid] = Client()
-        self._metrics.clients.set(len(self._clients))
+        self.audience.add(sid)
+        self._metrics.clients.set(len(self.audience))
 
     def remove(self, sid: str) -> None:
-        self._clients.pop(sid, None)
-        self._metrics.clients.set(len(self._clients))
-
-    def disconnect_all(self) -> None:
-        for sid in list(self._clients):
-            self._socketio.server.disconnect(sid, namespace=NAMESPACE)
+        self.audience.remove(sid)
+        self._metrics.clients.set(len(self.audience))
 
     def request_snapshot(self, sid: str) -> None:
-        """The client asked to ``resync``: it gets a snapshot as soon as its rate allows."""
-        client = self._clients.get(sid)
-        if client is not None:
-            client.needs_snapshot = True
+        self.audience.request_snapshot(sid)
+
+    def disconnect_all(self) -> None:
+        for sid in self.audience:
+            self._socketio.server.disconnect(sid, namespace=NAMESPACE)
 
     def tick(self, now: float, stats: dict[str, Any] | None = None) -> None:
-        """Broadcast what changed since the last tick, snapshots to the clients that need one, and stats.
+        """Broadcast what changed since the last tick, snapshots to the clients that need one, stats and riders.
 
         Which clients can take something is decided once, before anything is queued for this tick.
         """
-        monotonic_now = self._clock()
         changes = self._state.take_changes()
-        ready = self._ready_clients()
+        riders_version = self._riders.version if self._riders is not None else None
+        delivery = self.audience.plan(self._ready_clients(), self._clock(), bool(changes), stats is not None,
+                                      riders_version)  # fmt: skip
         if changes:
             self.seq += 1
             payload = frames.positions_payload(self.seq, now, changes.new, changes.changed, changes.gone)
-            targets = [sid for sid in ready if not self._clients[sid].needs_snapshot]
-            self._emit("positions", payload, targets)
+            self._emit("positions", payload, delivery.positions)
             self._metrics.frames.inc()
             self._metrics.push_latency.observe_many([now - d.timestamp for d in changes.changed])
-            for sid, client in self._clients.items():
-                if sid not in ready:
-                    client.needs_snapshot = True
-                    self._metrics.frames_skipped.inc()
-        behind = [sid for sid in ready if self._clients[sid].snapshot_due(monotonic_now)]
-        if behind:
+            self._metrics.frames_skipped.inc(delivery.skipped)
+        if delivery.snapshot:
             drivers = self._state.snapshot()
             payload = frames.snapshot_payload(drivers, self.seq, now, self._topic, self._state.stale_after_s)
-            self._emit("snapshot", payload, behind)
-            for sid in behind:
-                self._clients[sid].needs_snapshot = False
-                self._clients[sid].snapshot_at = monotonic_now
+            self._emit("snapshot", payload, delivery.snapshot)
         if stats is not None:
-            self._emit("stats", stats, list(ready))
-        self.after_frames(now, ready, stats is not None, set(behind))
+            self._emit("stats", stats, delivery.stats)
+        if delivery.riders:
+            self._emit("riders", self.riders_payload(now), delivery.riders)
 
-    def after_frames(self, now: float, ready: set[str], stats_tick: bool, started_over: set[str]) -> None:
-        """Hook for events beside the fleet's frames, sent to ``ready``: the clients that could take this tick's.
-
-        ``started_over``: the clients that got a snapshot at this tick.
-        """
+    def riders_payload(self, now: float) -> dict[str, Any]:
+        riders = riders_json(self._riders, now, EVENT_RIDES) if self._riders is not None else {}
+        return {"v": frames.VERSION, "t": now, **riders, **self._feed_json()}
 
     def _ready_clients(self) -> set[str]:
-        return {sid for sid in self._clients if self._outgoing_packets(sid) == 0}
+        return {sid for sid in self.audience if self._outgoing_packets(sid) == 0}
 
     def _outgoing_packets(self, sid: str) -> int:
         """Packets Engine.IO holds for this client and its writer has not taken yet.

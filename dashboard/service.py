@@ -18,7 +18,7 @@ from flask_socketio import SocketIO
 from bus.intake import Record
 from dashboard.feed import Feed, FeedSpec, FeedStatus
 from dashboard.metrics import DashboardMetrics
-from dashboard.rider_push import RiderPush
+from dashboard.push import Push
 from dashboard.settings import DashboardSettings
 from fleet import decode, frames
 from fleet.riders import ACTIVE, Riders
@@ -56,7 +56,7 @@ class Dashboard:
         self.feed = Feed(self._driver_spec(), settings.bootstrap_servers, settings.dead_letter, socketio.sleep)
         self.ride_feed = Feed(self._ride_spec(), settings.bootstrap_servers, settings.dead_letter, socketio.sleep)
         self.metrics.watch_feeds(self.feed, self.ride_feed)
-        self.push = RiderPush(socketio, self.state, settings.topic, self.metrics, self.riders, self.ride_feed_json)
+        self.push = Push(socketio, self.state, settings.topic, self.metrics, self.riders, self.ride_feed_json)
         self.fixes_total = 0
         self.rider_sweep_failures = 0
         self._rider_failure_logged = -float("inf")

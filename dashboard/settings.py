@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 from fleet import state
 from fleet.settings import (
     DRIVER_TOPIC,
     KAFKA_BOOTSTRAP_SERVERS,
+    LOG_LEVEL,
     RIDE_MATCH_TOPIC,
     RIDE_REQUEST_TOPIC,
     Setting,
+    Settings,
+    non_negative_float,
     parse_bool,
     port_number,
     positive_float,
     positive_int,
-    read_fields,
     setting_field,
 )
-
-
-def non_negative_float(raw: str) -> float:
-    if raw.strip() in {"0", "0.0"}:
-        return 0.0
-    return positive_float(raw)
 
 
 def origins(raw: str) -> tuple[str, ...]:
@@ -106,37 +100,29 @@ DEAD_LETTER = Setting(
 
 
 @dataclass(frozen=True)
-class DashboardSettings:
-    """Everything the dashboard process is configured with."""
+class DashboardSettings(Settings):
+    """Everything the dashboard process is configured with (``python -m dashboard --help``)."""
 
-    host: str = setting_field(HOST)
-    port: int = setting_field(PORT)
-    topic: str = setting_field(DRIVER_TOPIC)
-    bootstrap_servers: str = setting_field(KAFKA_BOOTSTRAP_SERVERS)
-    tick_ms: int = setting_field(TICK_MS)
-    stale_after_s: float = setting_field(STALE_AFTER_S)
-    drop_after_s: float = setting_field(DROP_AFTER_S)
-    max_drivers: int = setting_field(MAX_DRIVERS)
-    readback_s: float = setting_field(READBACK_S)
-    ride_request_topic: str = setting_field(RIDE_REQUEST_TOPIC)
-    ride_match_topic: str = setting_field(RIDE_MATCH_TOPIC)
-    rides_readback_s: float = setting_field(RIDES_READBACK_S)
-    token: str = setting_field(TOKEN)
-    cors_origins: tuple[str, ...] = setting_field(CORS_ORIGINS)
-    allowed_hosts: tuple[str, ...] = setting_field(ALLOWED_HOSTS)
+    host: str = setting_field(HOST, "--host", "ADDRESS")
+    port: int = setting_field(PORT, "--port", "PORT")
+    topic: str = setting_field(DRIVER_TOPIC, "--topic", "NAME")
+    bootstrap_servers: str = setting_field(KAFKA_BOOTSTRAP_SERVERS, "--bootstrap-servers", "HOST:PORT[,...]")
+    tick_ms: int = setting_field(TICK_MS, "--tick-ms", "MS")
+    stale_after_s: float = setting_field(STALE_AFTER_S, "--stale-after-s", "SECONDS")
+    drop_after_s: float = setting_field(DROP_AFTER_S, "--drop-after-s", "SECONDS")
+    max_drivers: int = setting_field(MAX_DRIVERS, "--max-drivers", "N")
+    readback_s: float = setting_field(READBACK_S, "--readback-s", "SECONDS")
+    ride_request_topic: str = setting_field(RIDE_REQUEST_TOPIC, "--request-topic", "NAME")
+    ride_match_topic: str = setting_field(RIDE_MATCH_TOPIC, "--match-topic", "NAME")
+    rides_readback_s: float = setting_field(RIDES_READBACK_S, "--rides-readback-s", "SECONDS")
+    token: str = setting_field(TOKEN)  # never a flag: command lines are visible to every user of the machine
+    cors_origins: tuple[str, ...] = setting_field(CORS_ORIGINS, "--cors-origins", "ORIGIN[,...]")
+    allowed_hosts: tuple[str, ...] = setting_field(ALLOWED_HOSTS, "--allowed-hosts", "NAME[,...]")
     secret_key: str = setting_field(SECRET_KEY)
-    dead_letter: bool = setting_field(DEAD_LETTER)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> DashboardSettings:
-        """Read every setting; raises :class:`fleet.settings.SettingError` naming the bad variable."""
-        return cls(**read_fields(cls, environ))
+    dead_letter: bool = setting_field(DEAD_LETTER, "--dead-letter")
+    log_level: str = setting_field(LOG_LEVEL, "--log-level", "LEVEL")
 
     def answered_hosts(self) -> frozenset[str]:
         """The Host names served: the listed ones (by default the loopback names), and always the bound address."""
         listed = self.allowed_hosts or DEFAULT_ALLOWED_HOSTS
         return frozenset({*listed, host_name(self.host)} - {""})
-
-    def with_overrides(self, **overrides: Any) -> DashboardSettings:
-        """These settings with the given values (None leaves a setting as it is)."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})

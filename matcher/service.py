@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
+from typing import IO
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -43,12 +44,15 @@ from bus.deadletter import (
     send_dead_letter,
 )
 from bus.intake import Record, RefusalLog, take
+from bus.runtime import claim_instance
 from fleet import decode
 from fleet.decode import Refusal
+from fleet.errors import CannotListen, FleetError
 from fleet.rides import MATCHED, RideMatch, commit_metadata, encode_match, match_key, parse_commit_metadata
 from fleet.settings import bootstrap_list
-from matcher.matching import MatchConfig, Matcher, Source
+from matcher.matching import Matcher, Source
 from matcher.metrics import serve_metrics
+from matcher.settings import MatcherSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,26 +82,7 @@ DEAD_LETTER_PAUSE_S = 30.0
 ERROR_LOG_INTERVAL_S = 60.0
 
 
-@dataclass(frozen=True)
-class ServiceConfig:
-    bootstrap: str
-    driver_topic: str
-    request_topic: str
-    match_topic: str
-    group_id: str
-    instance_id: str
-    partitions: int
-    commit_interval_s: float
-    log_interval_s: float
-    match: MatchConfig
-    metrics_address: tuple[str, int] | None = None  # where /metrics is served, if anywhere
-
-    @property
-    def transactional_id(self) -> str:
-        return f"{self.group_id}.{self.instance_id}"
-
-
-class FatalError(Exception):
+class FatalError(FleetError):
     """The matcher cannot go on (another instance runs with its id); one line for the user."""
 
 
@@ -155,11 +140,15 @@ class Resync:
     started: float
 
 
-def is_fenced(error: BaseException) -> bool:
-    """Another producer or group member took this instance's id. kafka-python raises the fencing
-    error once, then a plain KafkaError naming it for every later transactional call."""
-    fenced = (ProducerFencedError, FencedInstanceIdError)
-    return isinstance(error, fenced) or any(kind.__name__ in str(error) for kind in fenced)
+def is_fenced(error: BaseException, producer: KafkaProducer | None = None) -> bool:
+    """Another producer or group member took this instance's id.
+
+    kafka-python raises the fencing error once, then a plain KafkaError for every later transactional
+    call; the typed error stays the transaction manager's ``last_error``, so that is looked at too.
+    """
+    manager = getattr(producer, "_transaction_manager", None)
+    candidates = (error, error.__cause__, *error.args, getattr(manager, "last_error", None))
+    return any(isinstance(c, (ProducerFencedError, FencedInstanceIdError)) for c in candidates)
 
 
 class Rebalance(ConsumerRebalanceListener):
@@ -179,7 +168,7 @@ class Rebalance(ConsumerRebalanceListener):
 
 
 class MatcherService:
-    def __init__(self, config: ServiceConfig, stop: threading.Event) -> None:
+    def __init__(self, config: MatcherSettings, stop: threading.Event) -> None:
         self.config = config
         self.stop = stop
         self.matcher = Matcher(config.match)
@@ -209,27 +198,30 @@ class MatcherService:
         self.refusal_log = RefusalLog("matcher")
         # Records of driver-location and ride-matches that made the matcher raise (a bug), copied to their
         # dead-letter topics outside the transactions: those topics are not the matcher's to commit.
-        self.state_dead_letters = DeadLetterSink(config.bootstrap, f"matcher-{config.instance_id}-dlq")
+        self.state_dead_letters = DeadLetterSink(config.bootstrap_servers, f"matcher-{config.instance}-dlq")
         self.errors = 0
         self.error_logged_at = -float("inf")
         self.metrics_server = None
+        self.instance_lock: IO[str] | None = None
 
     # ---- life cycle
 
     def run(self) -> int:
         """Connect, then consume, match and produce until ``stop`` is set. Returns an exit code."""
         config = self.config
+        # Two live matchers with one instance id would fence each other's transactions, back and forth: the
+        # second one started on this host stops at once instead (a crashed one's zombie is still fenced).
+        self.instance_lock = claim_instance("matcher", config.transactional_id)
         log.info(
             "matcher %s starting: requests from %s, answers to %s, drivers from %s, group %s",
-            config.instance_id, config.request_topic, config.match_topic, config.driver_topic, config.group_id,
+            config.instance, config.request_topic, config.match_topic, config.driver_topic, config.group_id,
         )  # fmt: skip
         if config.metrics_address is not None:
             host, port = config.metrics_address
             try:
                 self.metrics_server = serve_metrics(self, host, port)
             except OSError as e:
-                log.error("cannot serve metrics on %s:%d: %s", host, port, e.strerror or e)
-                return 1
+                raise CannotListen(f"cannot serve metrics on {host}:{port}: {e.strerror or e}") from e
             log.info("metrics at http://%s:%d/metrics", host, port)
         try:
             if not self.connect():
@@ -258,63 +250,60 @@ class MatcherService:
             return 1
         finally:
             self.close()
-        log.info("matcher %s stopped", config.instance_id)
+        log.info("matcher %s stopped", config.instance)
         return 0
 
     def connect(self) -> bool:
+        """Open every client and position the state consumer, as one step retried until Kafka answers
+        (False if stopped first): a broker that drops during start-up costs a retry, not a traceback."""
+        return connect(self.start_up, "matcher", self.config.bootstrap_servers, self.stop) is not None
+
+    def start_up(self) -> MatcherService:
+        """Topics, producer, consumers, positions; on a Kafka error, closes what it opened and raises it."""
         config = self.config
-        servers = bootstrap_list(config.bootstrap)
-        self.admin = connect(
-            lambda: KafkaAdminClient(bootstrap_servers=servers, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS),
-            "matcher", config.bootstrap, self.stop,
-        )  # fmt: skip
-        if self.admin is None:
-            return False
-        topics = (config.driver_topic, config.request_topic, config.match_topic)
-        ensure_topics(self.admin, dict.fromkeys(topics, config.partitions))
-        ensure_dead_letter_topic(self.admin, config.request_topic)
-        self.producer = self.new_producer()
-        self.state = connect(
-            lambda: KafkaConsumer(
+        servers = bootstrap_list(config.bootstrap_servers)
+        try:
+            self.admin = KafkaAdminClient(bootstrap_servers=servers, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+            topics = (config.driver_topic, config.request_topic, config.match_topic)
+            ensure_topics(self.admin, dict.fromkeys(topics, config.partitions))
+            ensure_dead_letter_topic(self.admin, config.request_topic)
+            self.producer = self.open_producer()
+            self.state = KafkaConsumer(
                 bootstrap_servers=servers, isolation_level="read_committed", enable_auto_commit=False,
                 max_poll_records=STATE_MAX_RECORDS, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            ),
-            "matcher state consumer", config.bootstrap, self.stop,
-        )  # fmt: skip
-        self.requests = connect(
-            lambda: KafkaConsumer(
-                bootstrap_servers=servers, group_id=config.group_id, group_instance_id=config.instance_id,
+            )  # fmt: skip
+            self.requests = KafkaConsumer(
+                bootstrap_servers=servers, group_id=config.group_id, group_instance_id=config.instance,
                 isolation_level="read_committed", enable_auto_commit=False, auto_offset_reset="earliest",
                 session_timeout_ms=SESSION_TIMEOUT_MS, max_poll_records=REQUEST_MAX_RECORDS,
                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            ),
-            "matcher request consumer", config.bootstrap, self.stop,
-        )  # fmt: skip
-        if self.producer is None or self.state is None or self.requests is None:
-            return False
-        self.start_state_consumer()
+            )  # fmt: skip
+            self.start_state_consumer()
+        except KafkaError:
+            self.close_clients()
+            raise
         self.requests.subscribe([config.request_topic], listener=Rebalance(self))
-        return True
+        return self
+
+    def open_producer(self) -> KafkaProducer:
+        """The transactional producer, its transactions initialised (which aborts whatever a previous run with
+        this instance id left open); raises a KafkaError when Kafka does not answer."""
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap_list(self.config.bootstrap_servers),
+            transactional_id=self.config.transactional_id, transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS, linger_ms=5, max_block_ms=MAX_BLOCK_MS,
+            max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        )  # fmt: skip
+        try:
+            producer.init_transactions()
+        except KafkaError:
+            producer.close(timeout=1)
+            raise
+        return producer
 
     def new_producer(self) -> KafkaProducer | None:
-        config = self.config
-
-        def make() -> KafkaProducer:
-            producer = KafkaProducer(
-                bootstrap_servers=bootstrap_list(config.bootstrap), transactional_id=config.transactional_id,
-                transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
-                linger_ms=5, max_block_ms=MAX_BLOCK_MS, max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
-                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            )  # fmt: skip
-            try:
-                # Aborts whatever a previous run with this instance id left open.
-                producer.init_transactions()
-            except KafkaError:
-                producer.close(timeout=1)
-                raise
-            return producer
-
-        return connect(make, "matcher producer", config.bootstrap, self.stop)
+        """A new transactional producer, retried until Kafka answers (None if stopped first)."""
+        return connect(self.open_producer, "matcher producer", self.config.bootstrap_servers, self.stop)
 
     def start_state_consumer(self) -> None:
         """Read every partition of driver-location from ``driver_max_age_s`` ago, and of ride-matches."""
@@ -327,10 +316,15 @@ class MatcherService:
         self.drivers_target = self.state.end_offsets(drivers)
 
     def close(self) -> None:
+        if self.instance_lock is not None:
+            self.instance_lock.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
         self.state_dead_letters.close()
+        self.close_clients()
+
+    def close_clients(self) -> None:
         for client in (self.requests, self.state):
             if client is not None:
                 client.close()
@@ -338,6 +332,7 @@ class MatcherService:
             self.producer.close(timeout=5)
         if self.admin is not None:
             self.admin.close()
+        self.requests = self.state = self.producer = self.admin = None
 
     # ---- one turn of the loop
 
@@ -490,9 +485,9 @@ class MatcherService:
         """After a Kafka error: stop if another instance took our id, else abort and resync."""
         if self.fatal is not None:
             return
-        if is_fenced(error):
+        if is_fenced(error, self.producer):
             self.fatal = FatalError(
-                f"another matcher runs with instance id {self.config.instance_id!r} in group "
+                f"another matcher runs with instance id {self.config.instance!r} in group "
                 f"{self.config.group_id!r} ({type(error).__name__}); give each one its own --instance-id"
             )
             return
@@ -521,7 +516,7 @@ class MatcherService:
             try:
                 self.producer.abort_transaction()
             except KafkaError as e:
-                if is_fenced(e):
+                if is_fenced(e, self.producer):
                     self.recover(e)
                     return
                 log.warning("abort failed (%s); starting a new producer, which aborts it", type(e).__name__)
@@ -627,8 +622,8 @@ class MatcherService:
 
     def partitions(self, consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
         numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise FatalError(f"topic {topic!r} has no partitions the matcher can see")
+        if not numbers:  # not in the metadata yet (just created, or Kafka away): retried like any Kafka error
+            raise KafkaError(f"topic {topic!r} has no partitions the matcher can see yet")
         return [TopicPartition(topic, n) for n in sorted(numbers)]
 
     def seek_to_time(self, partitions: list[TopicPartition], timestamp_ms: int) -> None:

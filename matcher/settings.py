@@ -1,12 +1,28 @@
-"""Settings of the matcher: each flag's environment variable and default, declared once here.
+"""Settings of the matcher: each environment variable, its default and its flag, declared once here.
 
 Shared ones (KAFKA_BOOTSTRAP_SERVERS, DRIVER_TOPIC, RIDE_REQUEST_TOPIC, RIDE_MATCH_TOPIC,
-LOG_LEVEL) live in ``fleet.settings``.
+LOG_LEVEL) live in ``fleet.settings``; the matching defaults are :mod:`matcher.matching`'s own.
 """
 
 from __future__ import annotations
 
-from fleet.settings import Setting, port_number, positive_float, positive_int
+import socket
+from dataclasses import dataclass
+from functools import cached_property
+
+from fleet.settings import (
+    DRIVER_TOPIC,
+    KAFKA_BOOTSTRAP_SERVERS,
+    LOG_LEVEL,
+    RIDE_MATCH_TOPIC,
+    RIDE_REQUEST_TOPIC,
+    Setting,
+    Settings,
+    port_number,
+    positive_float,
+    positive_int,
+    setting_field,
+)
 from matcher import matching
 
 
@@ -26,25 +42,34 @@ INSTANCE_ID = Setting(
     instance_id,
 )
 MAX_RADIUS_KM = Setting(
-    "MATCHER_MAX_RADIUS_KM", 5.0, "A driver farther than this from the rider is never offered.", positive_float
+    "MATCHER_MAX_RADIUS_KM",
+    matching.MatchConfig.max_radius_m / 1000,
+    "A driver farther than this from the rider is never offered.",
+    positive_float,
 )
 CITY_SPEED_KMH = Setting(
-    "MATCHER_CITY_SPEED_KMH", 25.0, "Average city speed that turns a distance into an ETA.", positive_float
+    "MATCHER_CITY_SPEED_KMH",
+    matching.MatchConfig.city_speed_kmh,
+    "Average city speed that turns a distance into an ETA.",
+    positive_float,
 )
 MAX_WAIT_S = Setting(
     "MATCHER_MAX_WAIT_S",
-    30.0,
+    matching.MatchConfig.max_wait_s,
     "How long a request waits for a free driver before its answer is no_driver.",
     positive_float,
 )
 RESERVATION_TIMEOUT_S = Setting(
     "MATCHER_RESERVATION_TIMEOUT_S",
-    30.0,
+    matching.MatchConfig.reservation_timeout_s,
     "A matched driver is held for its rider until it reports on_trip, or this long if the trip never starts.",
     positive_float,
 )
 DRIVER_MAX_AGE_S = Setting(
-    "MATCHER_DRIVER_MAX_AGE_S", 15.0, "A driver whose latest fix is older than this is not offered.", positive_float
+    "MATCHER_DRIVER_MAX_AGE_S",
+    matching.MatchConfig.driver_max_age_s,
+    "A driver whose latest fix is older than this is not offered.",
+    positive_float,
 )
 MAX_DRIVERS = Setting(
     "MATCHER_MAX_DRIVERS",
@@ -71,3 +96,59 @@ METRICS_PORT = Setting(
 METRICS_HOST = Setting(
     "MATCHER_METRICS_HOST", "127.0.0.1", "Address of the metrics endpoint (0.0.0.0: every interface)."
 )
+
+
+@dataclass(frozen=True)
+class MatcherSettings(Settings):
+    """Everything the matcher process is configured with (``python -m matcher --help``)."""
+
+    bootstrap_servers: str = setting_field(KAFKA_BOOTSTRAP_SERVERS, "--bootstrap-servers", "HOST:PORT[,...]")
+    driver_topic: str = setting_field(DRIVER_TOPIC, "--driver-topic", "NAME")
+    request_topic: str = setting_field(RIDE_REQUEST_TOPIC, "--request-topic", "NAME")
+    match_topic: str = setting_field(RIDE_MATCH_TOPIC, "--match-topic", "NAME")
+    group_id: str = setting_field(GROUP_ID, "--group-id", "NAME")
+    instance_id: str | None = setting_field(INSTANCE_ID, "--instance-id", "NAME")
+    max_radius_km: float = setting_field(MAX_RADIUS_KM, "--max-radius-km", "KM")
+    city_speed_kmh: float = setting_field(CITY_SPEED_KMH, "--city-speed-kmh", "KMH")
+    max_wait_s: float = setting_field(MAX_WAIT_S, "--max-wait-s", "SECONDS")
+    reservation_timeout_s: float = setting_field(RESERVATION_TIMEOUT_S, "--reservation-timeout-s", "SECONDS")
+    driver_max_age_s: float = setting_field(DRIVER_MAX_AGE_S, "--driver-max-age-s", "SECONDS")
+    max_drivers: int = setting_field(MAX_DRIVERS, "--max-drivers", "N")
+    max_waiting: int = setting_field(MAX_WAITING, "--max-waiting", "N")
+    partitions: int = setting_field(PARTITIONS, "--partitions", "N")
+    commit_interval_ms: int = setting_field(COMMIT_INTERVAL_MS, "--commit-interval-ms", "MS")
+    log_interval_s: float = setting_field(LOG_INTERVAL_S, "--log-interval-s", "SECONDS")
+    metrics_port: int | None = setting_field(METRICS_PORT, "--metrics-port", "PORT")
+    metrics_host: str = setting_field(METRICS_HOST, "--metrics-host", "ADDRESS")
+    log_level: str = setting_field(LOG_LEVEL, "--log-level", "LEVEL")
+
+    @cached_property
+    def match(self) -> matching.MatchConfig:
+        """The pure core's configuration (ValueError when the numbers do not fit together)."""
+        return matching.MatchConfig(
+            max_radius_m=self.max_radius_km * 1000,
+            city_speed_kmh=self.city_speed_kmh,
+            max_wait_s=self.max_wait_s,
+            reservation_timeout_s=self.reservation_timeout_s,
+            driver_max_age_s=self.driver_max_age_s,
+            max_drivers=self.max_drivers,
+            max_waiting=self.max_waiting,
+        )
+
+    @property
+    def instance(self) -> str:
+        """This matcher's name: the instance id given, else the host name."""
+        return self.instance_id or socket.gethostname()
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.group_id}.{self.instance}"
+
+    @property
+    def commit_interval_s(self) -> float:
+        return self.commit_interval_ms / 1000
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where /metrics is served, if anywhere."""
+        return (self.metrics_host, self.metrics_port) if self.metrics_port else None

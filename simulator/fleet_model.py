@@ -17,21 +17,20 @@ from dataclasses import dataclass, field
 from fleet.geo import AREAS, BBox
 from fleet.rides import RideMatch
 from fleet.schema import Fix
-from simulator import settings
-from simulator.motion import Car, DrivingStyle, OpenRoads, Roads, StreetGrid
+from simulator.motion import MANHATTAN_BEARING, Car, DrivingStyle, OpenRoads, Roads, StreetGrid
 from simulator.rides import DONE, NEAR_DRIVER_M, NEAR_DRIVER_SHARE, Ride, RideTiming, anywhere, new_ride, place
 from simulator.status import AVAILABLE, OFFLINE, ON_TRIP, StatusMix
 
 
 @dataclass(frozen=True)
 class FleetConfig:
-    drivers: int = settings.DRIVERS.default
-    interval_s: float = settings.INTERVAL.default
-    area: BBox = AREAS[settings.AREA.default]
-    id_prefix: str = settings.ID_PREFIX.default
-    first_id: int = settings.FIRST_ID.default
-    street_grid: bool = settings.STREET_GRID.default
-    grid_bearing: float = settings.GRID_BEARING.default
+    drivers: int = 200
+    interval_s: float = 1.0
+    area: BBox = AREAS["nyc"]
+    id_prefix: str = "drv-"
+    first_id: int = 1
+    street_grid: bool = False
+    grid_bearing: float = MANHATTAN_BEARING
     style: DrivingStyle = field(default_factory=DrivingStyle)
     mix: StatusMix = field(default_factory=StatusMix)
     timing: RideTiming = field(default_factory=RideTiming)

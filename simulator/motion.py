@@ -13,10 +13,11 @@ import random
 from dataclasses import dataclass
 
 from fleet.geo import EARTH_RADIUS_M, BBox, bearing_deg, destination, haversine_m
-from simulator import settings
 
 KMH_PER_MPS = 3.6
 M_PER_DEG_LAT = EARTH_RADIUS_M * math.pi / 180.0
+# The bearing of Manhattan's avenues, degrees from north: the street grid's default.
+MANHATTAN_BEARING = 29.0
 # Long intervals are integrated in steps of at most this, so a 5 s interval still curves smoothly.
 MAX_STEP_S = 1.0
 # A car this close to its goal has arrived: it stops rather than circle the exact point.
@@ -29,7 +30,7 @@ ON_LINE_M = 0.5
 class DrivingStyle:
     """How every driver of a fleet drives; the defaults are calm city driving."""
 
-    max_speed_kmh: float = settings.MAX_SPEED_KMH.default
+    max_speed_kmh: float = 60.0
     accel_mps2: float = 2.0
     brake_mps2: float = 3.0
     # Turn rate is limited by the sideways acceleration a passenger accepts, and by the wheel.
@@ -260,7 +261,7 @@ class StreetGrid:
     AVENUE_TURNS = ((0, 0.92), (-1, 0.04), (1, 0.04))
     STREET_TURNS = ((0, 0.6), (-1, 0.2), (1, 0.2))
 
-    def __init__(self, area: BBox, style: DrivingStyle, bearing: float = settings.GRID_BEARING.default) -> None:
+    def __init__(self, area: BBox, style: DrivingStyle, bearing: float = MANHATTAN_BEARING) -> None:
         self.area = area
         self.bearing = bearing % 90.0
         self.lat0, self.lon0 = area.center

@@ -13,15 +13,14 @@ import random
 from dataclasses import dataclass
 
 from fleet.schema import STATUSES
-from simulator import settings
 
 AVAILABLE, ON_TRIP, OFFLINE = STATUSES
 
 
 @dataclass(frozen=True)
 class StatusMix:
-    on_trip_share: float = settings.ON_TRIP_SHARE.default
-    offline_share: float = settings.OFFLINE_SHARE.default
+    on_trip_share: float = 0.35
+    offline_share: float = 0.05
     mean_trip_s: float = 600.0
     mean_offline_s: float = 300.0
     pickup_stop_s: tuple[float, float] = (15.0, 45.0)

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from broker.local import BrokerConfig, BrokerError, LocalBroker
+from broker.local import BrokerError, BrokerSettings, LocalBroker
 
 # Property tests are the same on every run (derandomized: CI never fails on a new random draw) and keep no
 # example database in the repository; a run with HYPOTHESIS_PROFILE=explore draws fresh examples locally.
@@ -54,7 +54,7 @@ def kafka_bootstrap() -> Iterator[str]:
             pytest.fail(f"KAFKA_BOOTSTRAP_SERVERS={external} is not reachable: {e}", pytrace=False)
         yield external
         return
-    broker = LocalBroker(BrokerConfig.from_env())
+    broker = LocalBroker(BrokerSettings.from_env())
     try:
         result = broker.start()
     except BrokerError as e:
@@ -124,7 +124,7 @@ def processes() -> Iterator:
 def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A broker of this module's own, on free ports, that its tests may stop, kill and restart."""
     broker = LocalBroker(
-        BrokerConfig(port=free_port(), controller_port=free_port(), node_dir=tmp_path_factory.mktemp("broker"))
+        BrokerSettings(port=free_port(), controller_port=free_port(), node_dir=tmp_path_factory.mktemp("broker"))
     )
     try:
         broker.start()

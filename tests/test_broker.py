@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from broker import local
-from broker.local import BrokerConfig, BrokerError, LocalBroker, port_in_use
+from broker.local import BrokerError, BrokerSettings, LocalBroker, port_in_use
 from tests.conftest import PYTHON, ROOT, free_port
 
 
@@ -62,7 +62,7 @@ def test_port_taken_by_something_else_is_one_line(node_env):
 
 
 def test_storage_formatted_for_another_cluster_is_refused(tmp_path):
-    broker = LocalBroker(BrokerConfig(port=free_port(), controller_port=free_port(), node_dir=tmp_path))
+    broker = LocalBroker(BrokerSettings(port=free_port(), controller_port=free_port(), node_dir=tmp_path))
     broker.data_dir.mkdir(parents=True)
     (broker.data_dir / "meta.properties").write_text("cluster.id=SomeOtherCluster000000\nnode.id=1\nversion=1\n")
     broker.cluster_id_file.write_text("ThisClusterId000000000\n")
@@ -71,10 +71,9 @@ def test_storage_formatted_for_another_cluster_is_refused(tmp_path):
 
 
 def test_missing_java_names_what_to_install(monkeypatch, tmp_path):
-    monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BrokerError, match="Java not found: install a JDK 17 or newer"):
-        local.find_java()
+        local.find_java(None)
 
 
 def test_old_java_is_refused(monkeypatch, tmp_path):
@@ -82,9 +81,8 @@ def test_old_java_is_refused(monkeypatch, tmp_path):
     fake_java.parent.mkdir()
     fake_java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     fake_java.chmod(0o755)
-    monkeypatch.setenv("JAVA_HOME", str(tmp_path))
     with pytest.raises(BrokerError, match="Java 11 found .* needs Java 17"):
-        local.find_java()
+        local.find_java(tmp_path)
 
 
 def test_missing_maven_without_cached_jars(monkeypatch, tmp_path):
@@ -101,7 +99,7 @@ def test_cached_jars_are_not_fetched_again(monkeypatch, tmp_path):
 
 
 def test_kafka_home_without_jars_is_refused(tmp_path):
-    broker = LocalBroker(BrokerConfig(kafka_home=tmp_path, node_dir=tmp_path / "node"))
+    broker = LocalBroker(BrokerSettings(kafka_home=tmp_path, node_dir=tmp_path / "node"))
     with pytest.raises(BrokerError, match="KAFKA_HOME=.* has no libs/kafka_2.13"):
         broker.libs_dir()
 

@@ -19,9 +19,9 @@ import socketio
 from socketio import packet as socketio_packet
 
 from dashboard import api, app, auth
+from dashboard.audience import SNAPSHOT_MIN_INTERVAL_S
 from dashboard.metrics import DashboardMetrics
-from dashboard.push import SNAPSHOT_MIN_INTERVAL_S, Push
-from dashboard.rider_push import RiderPush
+from dashboard.push import Push
 from dashboard.settings import DashboardSettings, host_names
 from fleet.riders import Riders
 from fleet.settings import SettingError
@@ -105,15 +105,7 @@ def test_a_resync_long_after_the_last_snapshot_is_answered_at_the_next_tick():
 
 def test_a_resync_flood_gets_no_more_riders_events_than_snapshots():
     sio, clock = FakeSocketIO(), Clock()
-    push = RiderPush(
-        sio,
-        FleetState(),
-        "fleet",
-        DashboardMetrics(),
-        Riders(),
-        lambda: {},
-        clock=clock,  # type: ignore[arg-type]
-    )
+    push = Push(sio, FleetState(), "fleet", DashboardMetrics(), Riders(), clock=clock)  # type: ignore[arg-type]
     push.add("flooder")
     push.tick(time.time())
     clock.now += 0.1

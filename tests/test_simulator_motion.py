@@ -9,9 +9,10 @@ from itertools import pairwise
 
 import pytest
 
+from fleet.errors import UsageError
 from fleet.geo import AREAS, BBox, haversine_m
 from fleet.schema import STATUSES, Fix, encode_fix, parse_fix
-from simulator.cli import fleet_config, main_parser, parse_args
+from simulator.cli import fleet_config, parse_settings
 from simulator.fleet_model import Fleet, FleetConfig
 from simulator.motion import DrivingStyle, OpenRoads, StreetGrid, angle_diff
 from simulator.status import AVAILABLE, OFFLINE, ON_TRIP, StatusMix
@@ -262,25 +263,24 @@ def test_flags_fall_back_to_environment_variables_then_defaults(monkeypatch):
     monkeypatch.setenv("SIMULATOR_DRIVERS", "42")
     monkeypatch.setenv("SIMULATOR_AREA", "london")
     monkeypatch.setenv("DRIVER_TOPIC", "elsewhere")
-    args = main_parser().parse_args(["--interval", "0.5"])
-    assert (args.drivers, args.interval, args.area, args.topic) == (42, 0.5, "london", "elsewhere")
-    assert args.bootstrap_servers == "localhost:9092" and args.seed is None
-    config = fleet_config(args)
+    settings = parse_settings(["--interval", "0.5"])
+    assert (settings.drivers, settings.interval, settings.area, settings.topic) == (42, 0.5, "london", "elsewhere")
+    assert settings.bootstrap_servers == "localhost:9092" and settings.seed is None
+    config = fleet_config(settings)
     assert config.area == AREAS["london"] and config.target_rate == 84.0
 
 
 def test_bbox_flag_replaces_the_named_area():
-    args = main_parser().parse_args(["--bbox", "51.5,-0.2,51.6,-0.1"])
-    assert fleet_config(args).area == BBox(51.5, -0.2, 51.6, -0.1)
+    assert fleet_config(parse_settings(["--bbox", "51.5,-0.2,51.6,-0.1"])).area == BBox(51.5, -0.2, 51.6, -0.1)
 
 
 def test_an_area_typed_on_the_command_line_beats_a_bbox_in_the_environment(monkeypatch):
     monkeypatch.setenv("SIMULATOR_BBOX", "51.5,-0.2,51.6,-0.1")
-    assert fleet_config(parse_args([])).area == BBox(51.5, -0.2, 51.6, -0.1)
-    assert fleet_config(parse_args(["--area", "sf"])).area == AREAS["sf"]
+    assert fleet_config(parse_settings([])).area == BBox(51.5, -0.2, 51.6, -0.1)
+    assert fleet_config(parse_settings(["--area", "sf"])).area == AREAS["sf"]
 
 
 def test_ids_longer_than_the_schema_allows_are_refused():
-    args = main_parser().parse_args(["--id-prefix", "x" * 50, "--first-id", str(10**15)])
-    with pytest.raises(ValueError, match="longer than 64"):
-        fleet_config(args)
+    settings = parse_settings(["--id-prefix", "x" * 50, "--first-id", str(10**15)])
+    with pytest.raises(UsageError, match="longer than 64"):
+        fleet_config(settings)
