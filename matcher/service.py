@@ -50,6 +50,7 @@ from fleet.decode import Refusal
 from fleet.errors import CannotListen, FleetError
 from fleet.rides import MATCHED, RideMatch, commit_metadata, encode_match, match_key, parse_commit_metadata
 from fleet.settings import bootstrap_list
+from matcher.lifecycle import Lifecycle, Phase, Resync
 from matcher.matching import Matcher, Source
 from matcher.metrics import serve_metrics
 from matcher.settings import MatcherSettings
@@ -130,16 +131,6 @@ def stats_line(
     )
 
 
-@dataclass
-class Resync:
-    """The positions the state consumer must reach before the request partitions are matched."""
-
-    partitions: list[TopicPartition]
-    committed: dict[TopicPartition, OffsetAndMetadata | None]
-    targets: dict[TopicPartition, int]
-    started: float
-
-
 def is_fenced(error: BaseException, producer: KafkaProducer | None = None) -> bool:
     """Another producer or group member took this instance's id.
 
@@ -176,17 +167,13 @@ class MatcherService:
         self.producer: KafkaProducer | None = None
         self.state: KafkaConsumer | None = None
         self.requests: KafkaConsumer | None = None
-        self.ready: set[int] = set()  # request partitions being matched
+        self.lifecycle: Lifecycle[TopicPartition] = Lifecycle()
         self.replay_until: dict[int, int] = {}  # refused requests below these offsets were dead-lettered
         self.committed_positions: dict[int, tuple[int, int, int]] = {}
         # Per request partition: answers newer than this (ms, minus the margin) may still be needed.
         self.answers_floor_ms: dict[int, int] = {}
-        self.in_transaction = False
-        self.resync_wanted = False
-        self.resync: Resync | None = None
         # Until the first resync completes, it also waits for the drivers' recent past.
         self.drivers_target: dict[TopicPartition, int] = {}
-        self.fatal: FatalError | None = None
         self.counts = Counts()
         self.refused: Counter[tuple[str, str]] = Counter()  # (topic, reason) since start
         self.waits_s: list[float] = []  # times to match since the last stats line
@@ -230,8 +217,7 @@ class MatcherService:
             next_log = interval_start + config.log_interval_s
             while not self.stop.is_set():
                 self.step()
-                if self.fatal is not None:
-                    raise self.fatal
+                self.raise_if_fenced()
                 clock = time.monotonic()
                 if clock >= next_commit:
                     self.commit()
@@ -243,8 +229,7 @@ class MatcherService:
                     self.log_stats(clock - interval_start)
                     interval_start, next_log = clock, clock + config.log_interval_s
             self.commit()
-            if self.fatal is not None:
-                raise self.fatal
+            self.raise_if_fenced()
         except FatalError as e:
             log.error("%s", e)
             return 1
@@ -340,16 +325,16 @@ class MatcherService:
         try:
             now = time.time()
             self.apply_state(self.state.poll(timeout_ms=0, max_records=STATE_MAX_RECORDS), now)
-            if self.resync_wanted:
+            if self.lifecycle.phase is Phase.RESYNC_WANTED:
                 self.begin_resync()
-            if self.resync is not None:
+            if self.lifecycle.phase is Phase.RESYNCING:
                 self.try_finish_resync()
             batch = self.requests.poll(timeout_ms=POLL_MS, max_records=REQUEST_MAX_RECORDS)
-            if self.resync is not None or self.resync_wanted:
+            if not self.lifecycle.matching:
                 return  # nothing is decided until every committed answer is known
             now = time.time()
             for partition, records in batch.items():
-                if partition.partition in self.ready:
+                if partition.partition in self.lifecycle.ready:
                     for record in records:
                         self.handle_request(record, now)
             for answer in self.matcher.tick(now):
@@ -441,20 +426,20 @@ class MatcherService:
     # ---- transactions
 
     def begin_transaction(self) -> None:
-        if not self.in_transaction:
+        if not self.lifecycle.in_transaction:
             self.producer.begin_transaction()
-            self.in_transaction = True
+            self.lifecycle.transaction_begun()
             self.transaction_dead_letters = []
 
     def commit(self) -> None:
         """Commit the answers so far with the offsets of the requests read: one transaction."""
-        if self.resync is not None or self.resync_wanted or self.fatal is not None:
+        if not self.lifecycle.matching:
             return
         positions = {
             partition: (offset, timestamp_ms, max(self.matcher.read_to(partition), self.replay_until.get(partition, 0)))
             for partition, (offset, timestamp_ms) in self.matcher.commit_positions().items()
         }
-        if not self.in_transaction and positions == self.committed_positions:
+        if not self.lifecycle.in_transaction and positions == self.committed_positions:
             return
         started = time.monotonic()
         try:
@@ -471,7 +456,7 @@ class MatcherService:
         except KafkaError as e:
             self.recover(e)
             return
-        self.in_transaction = False
+        self.lifecycle.transaction_ended()
         self.counts.dead_letters += len(self.transaction_dead_letters)
         self.transaction_dead_letters = []
         self.counts.commit_s += time.monotonic() - started
@@ -483,10 +468,10 @@ class MatcherService:
 
     def recover(self, error: KafkaError) -> None:
         """After a Kafka error: stop if another instance took our id, else abort and resync."""
-        if self.fatal is not None:
+        if self.lifecycle.phase is Phase.FENCED:
             return
         if is_fenced(error, self.producer):
-            self.fatal = FatalError(
+            self.lifecycle.fence(
                 f"another matcher runs with instance id {self.config.instance!r} in group "
                 f"{self.config.group_id!r} ({type(error).__name__}); give each one its own --instance-id"
             )
@@ -512,7 +497,7 @@ class MatcherService:
 
     def abort_and_forget(self) -> None:
         """Abort the open transaction, take back what it decided, and resync before matching again."""
-        if self.in_transaction:
+        if self.lifecycle.in_transaction:
             try:
                 self.producer.abort_transaction()
             except KafkaError as e:
@@ -524,11 +509,10 @@ class MatcherService:
                 self.producer = self.new_producer()
                 if self.producer is None:  # stopped while Kafka was away
                     self.stop.set()
-        self.in_transaction = False
+        self.lifecycle.aborted()
         self.matcher.rollback(time.time())
         self.committed_positions = {}
-        self.ready.clear()
-        self.want_resync()
+        self.pause_requests()
 
     # ---- partitions and resync
 
@@ -538,7 +522,7 @@ class MatcherService:
 
     def on_lost(self, lost) -> None:
         log.warning("lost partitions %s (evicted from the group); aborting", sorted(tp.partition for tp in lost))
-        if self.fatal is None:
+        if self.lifecycle.phase is not Phase.FENCED:
             self.abort_and_forget()
         self.drop_partitions(lost)
 
@@ -547,25 +531,24 @@ class MatcherService:
             "assigned partitions %s of %s; resyncing before matching",
             sorted(tp.partition for tp in assigned), self.config.request_topic,
         )  # fmt: skip
-        self.want_resync()
+        self.lifecycle.want_resync()
+        self.pause_requests()
 
     def drop_partitions(self, partitions) -> None:
         numbers = [tp.partition for tp in partitions]
         self.matcher.forget_partitions(numbers)
-        self.ready.difference_update(numbers)
+        self.lifecycle.drop(numbers)
         for number in numbers:
             self.committed_positions.pop(number, None)
             self.answers_floor_ms.pop(number, None)
 
-    def want_resync(self) -> None:
-        self.resync_wanted = True
-        self.resync = None
+    def pause_requests(self) -> None:
+        """No request is read while the matcher resyncs (the position stays where the resync puts it)."""
         assigned = list(self.requests.assignment())
         if assigned:
             self.requests.pause(*assigned)
 
     def begin_resync(self) -> None:
-        self.resync_wanted = False
         partitions = sorted(self.requests.assignment())
         committed = {tp: self.requests.committed(tp, metadata=True) for tp in partitions}
         log.debug("committed offsets: %s", committed)
@@ -579,13 +562,13 @@ class MatcherService:
         latest = self.admin.list_partition_offsets(dict.fromkeys(matches, -1))  # high watermarks
         targets = {tp: found.offset for tp, found in latest.items()}
         targets.update(self.drivers_target)
-        self.resync = Resync(partitions, committed, targets, time.monotonic())
+        self.lifecycle.resync_started(Resync(partitions, committed, targets, time.monotonic()))
 
     def try_finish_resync(self) -> None:
-        resync = self.resync
-        if any(self.state.position(tp) < target for tp, target in resync.targets.items()):
+        under_way = self.lifecycle.resync
+        if not under_way.reached(self.state.position):
             return
-        self.resync = None
+        resync = self.lifecycle.resync_finished({tp.partition for tp in under_way.partitions})
         self.drivers_target = {}
         now = time.time()
         for tp in resync.partitions:
@@ -599,14 +582,13 @@ class MatcherService:
             self.replay_until[tp.partition] = read_to
             self.answers_floor_ms[tp.partition] = timestamp_ms
         self.set_ownership([tp.partition for tp in resync.partitions], now)
-        self.ready = {tp.partition for tp in resync.partitions}
         if resync.partitions:
             self.requests.resume(*resync.partitions)
         fleet = self.matcher.fleet
         log.info(
             "resynced in %.2f s: %d drivers known, %d free, %d reserved, %d answers known; matching partitions %s",
             time.monotonic() - resync.started, len(fleet.drivers), len(fleet.index), len(fleet.reservations),
-            self.matcher.answered, sorted(self.ready),
+            self.matcher.answered, sorted(self.lifecycle.ready),
         )  # fmt: skip
 
     def set_ownership(self, owned: list[int], now: float) -> None:
@@ -636,10 +618,14 @@ class MatcherService:
 
     def forget_old_answers(self, now: float) -> None:
         """Keep the answers of requests that could be read again after a restart, and no others."""
-        if self.resync is not None or self.resync_wanted:
+        if not self.lifecycle.matching:
             return
         oldest_ms = min(self.answers_floor_ms.values(), default=now * 1000)
         self.matcher.forget_answers_before(min(now, oldest_ms / 1000) - LOOKBACK_MARGIN_S)
+
+    def raise_if_fenced(self) -> None:
+        if self.lifecycle.phase is Phase.FENCED:
+            raise FatalError(self.lifecycle.fenced_reason)
 
     def log_stats(self, seconds: float) -> None:
         if seconds <= 0:
