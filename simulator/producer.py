@@ -1,15 +1,13 @@
 """The simulator's I/O: pace the fleet against the clock and send every fix to Kafka.
 
-Slot ``k`` is due ``k * interval / N`` seconds after the start on the monotonic clock; the loop
-sleeps until the next slot is due, sends every slot that is due, and never accumulates drift
-because each due time is computed from the start, not from the previous sleep. A fix's timestamp
-is its due time on the wall clock, so position and time always agree: when the loop runs late
-the fix is older when it leaves, which the log says, and its speed stays true.
+When each fix is due is :class:`simulator.schedule.Schedule`'s (pure); what is said about the run is
+:mod:`simulator.report`'s. The loop here sleeps until the next slot is due and sends every slot that
+is due. A fix's timestamp is its due time on the wall clock, so position and time always agree: when
+the loop runs late the fix is older when it leaves, which the log says, and its speed stays true.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import sys
@@ -27,15 +25,13 @@ from fleet.schema import encode_fix, encode_key
 from fleet.settings import DRIVER_TOPIC, bootstrap_list
 from simulator.dispatch import Dispatch, RiderOptions, open_match_consumer
 from simulator.fleet_model import Fleet
+from simulator.report import Delivery, Progress, Totals, Window
+from simulator.schedule import LATE_S, Schedule
 
 log = logging.getLogger(__name__)
 
 REPORT_EVERY_S = 5.0
 PROGRESS_EVERY_S = 0.5
-# Past this lag the loop says it is behind; past MAX_LAG_S it stops catching up and skips ahead,
-# because a live map wants fresh positions more than a burst of stale ones.
-LATE_S = 0.5
-MAX_LAG_S = 2.0
 # Sending a burst of due slots yields to the housekeeping (reports, stop checks) this often.
 MAX_BURST = 2000
 # The loop sleeps at least this long between bursts: at 10,000 fixes/s waking for every 100 us
@@ -75,148 +71,6 @@ class RunConfig:
     riders: RiderOptions = RiderOptions()
     # Seeds where riders ask (not when answers come back: that depends on the clock).
     seed: int = 0
-
-
-class Delivery:
-    """Counts every fix handed to the producer until the broker acknowledges or refuses it.
-
-    Callbacks run on kafka-python's sender thread (or on ours when a future is already done),
-    so the two counters they touch are updated under a lock.
-    """
-
-    def __init__(self) -> None:
-        self.sent = 0
-        self.acked = 0
-        self.failed = 0
-        self.last_error: str | None = None
-        self._lock = threading.Lock()
-
-    def on_ack(self, _metadata: object) -> None:
-        with self._lock:
-            self.acked += 1
-
-    def on_error(self, error: BaseException) -> None:
-        with self._lock:
-            self.failed += 1
-            self.last_error = f"{type(error).__name__}: {error}"
-
-    @property
-    def unconfirmed(self) -> int:
-        return self.sent - self.acked - self.failed
-
-
-@dataclass(frozen=True)
-class Totals:
-    sent: int
-    acked: int
-    failed: int
-    seconds: float
-    target_rate: float
-    connected: bool = True
-    # The figures of each report (``Window.figures``), the last one covering the rest of the run.
-    windows: tuple[dict[str, Any], ...] = ()
-    skipped_s: float = 0.0  # time skipped ahead because the loop could not keep up
-
-    @property
-    def unconfirmed(self) -> int:
-        return self.sent - self.acked - self.failed
-
-    @property
-    def rate(self) -> float:
-        return self.sent / self.seconds if self.seconds > 0 else 0.0
-
-    def line(self) -> str:
-        text = f"totals: sent {self.sent}, acknowledged {self.acked}, failed {self.failed}"
-        if self.unconfirmed:
-            text += f", unconfirmed {self.unconfirmed} (broker gave no answer before shutdown)"
-        if not self.connected:
-            return text + " (stopped before Kafka was reachable)"
-        rates = f"{self.rate:,.1f} fixes/s; {self.target_rate:,.1f}/s if no driver were offline"
-        return text + f" in {self.seconds:.1f} s ({rates})"
-
-    def summary(self) -> dict[str, Any]:
-        """The totals and every window's figures, for programs (docs/api.md, "Producer: the simulator")."""
-        return {
-            "sent": self.sent,
-            "acknowledged": self.acked,
-            "failed": self.failed,
-            "unconfirmed": self.unconfirmed,
-            "connected": self.connected,
-            "seconds": round(self.seconds, 3),
-            "rate": round(self.rate, 1),
-            "target_rate": round(self.target_rate, 1),
-            "max_lag_ms": max((w["max_lag_ms"] for w in self.windows), default=0),
-            "skipped_s": round(self.skipped_s, 3),
-            "windows": list(self.windows),
-        }
-
-    def summary_line(self) -> str:
-        """The summary as one line of JSON: ``{"summary": {...}}``, printed last on stdout."""
-        return json.dumps({"summary": self.summary()}, separators=(",", ":"))
-
-
-class Window:
-    """Rates over one reporting window."""
-
-    def __init__(self, now: float, delivery: Delivery) -> None:
-        self.start = now
-        self.sent, self.acked, self.failed = delivery.sent, delivery.acked, delivery.failed
-        self.max_lag = 0.0
-
-    def rates(self, now: float, delivery: Delivery, target_rate: float) -> tuple[float, float, float]:
-        """Seconds, fixes/s sent and the error against ``target_rate`` in percent, since the window began."""
-        seconds = max(now - self.start, 1e-9)
-        rate = (delivery.sent - self.sent) / seconds
-        error = (rate - target_rate) / target_rate * 100.0 if target_rate else 0.0
-        return seconds, rate, error
-
-    def figures(self, now: float, delivery: Delivery, target_rate: float) -> dict[str, Any]:
-        """What :meth:`line` says, as numbers; counts are this window's own."""
-        seconds, rate, error = self.rates(now, delivery, target_rate)
-        return {
-            "seconds": round(seconds, 3),
-            "sent": delivery.sent - self.sent,
-            "acknowledged": delivery.acked - self.acked,
-            "failed": delivery.failed - self.failed,
-            "rate": round(rate, 1),
-            "target_rate": round(target_rate, 1),
-            "error_pct": round(error, 2),
-            "max_lag_ms": round(self.max_lag * 1000),
-        }
-
-    def line(self, now: float, delivery: Delivery, target_rate: float) -> str:
-        _seconds, rate, error = self.rates(now, delivery, target_rate)
-        text = (
-            f"sent {delivery.sent} (+{delivery.sent - self.sent}), acknowledged {delivery.acked} "
-            f"(+{delivery.acked - self.acked}), failed {delivery.failed} (+{delivery.failed - self.failed}); "
-            f"{rate:,.1f} fixes/s against target {target_rate:,.1f}/s ({error:+.1f}%), "
-            f"max lag {self.max_lag * 1000:.0f} ms"
-        )
-        if delivery.failed > self.failed and delivery.last_error:
-            text += f"; last error {delivery.last_error}"
-        return text
-
-
-class Progress:
-    """One status line redrawn in place on a terminal; log lines clear it before they print."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-
-    def draw(self, delivery: Delivery, rate: float, target: float, lag: float, elapsed: float) -> None:
-        self.stream.write(
-            f"\r\x1b[K{elapsed:7.1f} s  sent {delivery.sent:,}  acked {delivery.acked:,}  "
-            f"failed {delivery.failed:,}  {rate:,.0f} of {target:,.0f} fixes/s  lag {lag * 1000:.0f} ms"
-        )
-        self.stream.flush()
-
-    def clear(self) -> None:
-        self.stream.write("\r\x1b[K")
-        self.stream.flush()
-
-    def filter(self, _record: logging.LogRecord) -> bool:
-        self.clear()
-        return True
 
 
 def prepare_topic(config: RunConfig, stop: threading.Event) -> bool:
@@ -301,7 +155,7 @@ def run(fleet: Fleet, config: RunConfig, stop: threading.Event, progress_stream:
             progress.clear()
             for handler in logging.getLogger().handlers:
                 handler.removeFilter(progress.filter)
-    windows, skipped_s = tuple(pacer.reports), pacer.skipped_s
+    windows, skipped_s = tuple(pacer.reports), pacer.schedule.skipped_s
     return Totals(delivery.sent, delivery.acked, delivery.failed, seconds, target, windows=windows, skipped_s=skipped_s)
 
 
@@ -324,21 +178,17 @@ class Pacer:
         self.delivery = delivery
         self.progress = progress
         self.slot = 0
-        self.slot_s = fleet.config.slot_s
         self.start = time.monotonic()
+        self.schedule = Schedule(self.start, fleet.config.slot_s)
         # Timestamps come from the monotonic schedule anchored once to the wall clock, so an NTP
         # step during the run cannot make one driver's fixes go back in time.
         self.epoch_offset = time.time() - self.start
-        self.skipped_s = 0.0  # time skipped ahead when the loop could not keep up
         self.window = Window(self.start, delivery)
         self.reports: list[dict[str, Any]] = []  # each window's figures, for the summary
         self.next_report = self.start + REPORT_EVERY_S
         self.next_progress = self.start + PROGRESS_EVERY_S
         self.next_late_warning = self.start
         self.lag = 0.0
-
-    def due(self, slot: int) -> float:
-        return self.start + self.skipped_s + slot * self.slot_s
 
     def loop(self, stop: threading.Event) -> None:
         fleet = self.fleet
@@ -349,7 +199,7 @@ class Pacer:
         )  # fmt: skip
         while not stop.is_set() and not self.finished():
             now = time.monotonic()
-            wait = self.due(self.slot) - now
+            wait = self.schedule.wait(self.slot, now)
             if wait > 0.0:
                 self.housekeeping(now)
                 stop.wait(min(max(wait, TICK_S), PROGRESS_EVERY_S))
@@ -366,15 +216,14 @@ class Pacer:
         return config.duration_s is not None and time.monotonic() - self.start >= config.duration_s
 
     def catch_up(self, now: float) -> None:
-        lag = now - self.due(self.slot)
+        lag, skipped = self.schedule.catch_up(self.slot, now)
         self.lag = lag
         self.window.max_lag = max(self.window.max_lag, lag)
-        if lag > MAX_LAG_S:
-            self.skipped_s += lag
+        if skipped:
             log.warning(
                 "cannot keep up: fixes were %.1f s late, skipping ahead (%.1f s skipped in all); "
                 "the target of %s fixes/s is more than this machine sends",
-                lag, self.skipped_s, f"{self.fleet.config.target_rate:,.0f}",
+                lag, self.schedule.skipped_s, f"{self.fleet.config.target_rate:,.0f}",
             )  # fmt: skip
         elif lag > LATE_S and now >= self.next_late_warning:
             self.next_late_warning = now + REPORT_EVERY_S
@@ -385,8 +234,9 @@ class Pacer:
         fleet, producer, delivery, topic = self.fleet, self.producer, self.delivery, self.config.topic
         count = self.config.count
         epoch_offset = self.epoch_offset
+        due_of = self.schedule.due
         for _ in range(MAX_BURST):
-            due = self.due(self.slot)
+            due = due_of(self.slot)
             if due > now or (count is not None and delivery.sent >= count):
                 return
             fix = fleet.fix_for_slot(self.slot, due + epoch_offset)
