@@ -47,7 +47,7 @@ from bench.common import (
     write_result,
 )
 from fleet.schema import encode_fix, encode_key
-from simulator.fleet_model import Fleet, FleetConfig
+from simulator.fleet_model import FleetConfig, SimulatedFleet
 from simulator.producer import ProducerOptions, RunConfig, run
 from simulator.status import StatusMix
 
@@ -89,7 +89,7 @@ def main_parser() -> argparse.ArgumentParser:
 
 
 def sample_fixes(count: int) -> list[tuple[bytes, bytes]]:
-    fleet = Fleet(FleetConfig(drivers=10000, mix=StatusMix(offline_share=0.0)), seed=1)
+    fleet = SimulatedFleet(FleetConfig(drivers=10000, mix=StatusMix(offline_share=0.0)), seed=1)
     fixes = (fleet.fix_for_slot(slot, time.time()) for slot in range(count))
     return [(encode_key(f.driver_id), encode_fix(f)) for f in fixes if f is not None]
 
@@ -224,7 +224,8 @@ def part_profile(args: argparse.Namespace, topic: str) -> dict:
     drivers, duration = args.profile_drivers, args.profile_duration
     print(f"\n[profile] {drivers} drivers every {args.interval:g} s for {duration:g} s in-process under cProfile "
           "(main thread only; the sender thread's share is in the paced table)")  # fmt: skip
-    fleet = Fleet(FleetConfig(drivers=drivers, interval_s=args.interval, mix=StatusMix(offline_share=0.0)), seed=1)
+    fleet_config = FleetConfig(drivers=drivers, interval_s=args.interval, mix=StatusMix(offline_share=0.0))
+    fleet = SimulatedFleet(fleet_config, seed=1)
     config = RunConfig(
         bootstrap=args.bootstrap_servers, topic=topic, duration_s=duration,
         producer=ProducerOptions(linger_ms=args.linger_ms, batch_size=args.batch_size),

@@ -17,7 +17,7 @@ from dashboard.push import EVENT_RIDES
 from dashboard.service import Dashboard
 from fleet.riders import riders_json
 from fleet.schema import MAX_DRIVER_ID_CHARS
-from fleet.state import Driver
+from fleet.state import TrackedDriver
 
 api = Blueprint("api", __name__)
 # Drivers in a page of /api/drivers, unless asked, and at most: selecting a page from 100,000 drivers costs
@@ -74,7 +74,7 @@ def page_of(ids: Iterable[str], limit: int, after: str | None) -> tuple[list[str
 
 
 def _drivers_body(
-    head: str, drivers: list[Driver], stale_after_s: float, sleep: Callable[[float], None]
+    head: str, drivers: list[TrackedDriver], stale_after_s: float, sleep: Callable[[float], None]
 ) -> Iterator[str]:
     yield head
     for start in range(0, len(drivers), CHUNK_DRIVERS):
@@ -113,7 +113,7 @@ def metrics() -> Response:
     return Response(dashboard().metrics.render(), mimetype=CONTENT_TYPE_LATEST)
 
 
-def driver_json(driver: Driver, now: float, stale_after_s: float) -> dict[str, Any]:
+def driver_json(driver: TrackedDriver, now: float, stale_after_s: float) -> dict[str, Any]:
     return {
         "driver_id": driver.driver_id,
         "latitude": driver.latitude,

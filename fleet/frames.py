@@ -14,18 +14,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fleet.schema import Status
+
 VERSION = 1
 RECORD = struct.Struct("<IiiiHHBBH")
 RECORD_SIZE = RECORD.size  # 24
 UNKNOWN_U16 = 65535
-STATUS_CODES = {None: 0, "available": 1, "on_trip": 2, "offline": 3}
+STATUS_CODES = {None: 0, Status.AVAILABLE: 1, Status.ON_TRIP: 2, Status.OFFLINE: 3}
 STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 _SPEED_MAX = UNKNOWN_U16 - 1
 
 
 class Positioned(Protocol):
-    """What a record is made of (``fleet.state.Driver`` has these attributes)."""
+    """What a record is made of (``fleet.state.TrackedDriver`` has these attributes)."""
 
     idx: int
     driver_id: str

@@ -17,9 +17,19 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-STATUSES = ("available", "on_trip", "offline")
+
+class Status(StrEnum):
+    """A driver's status, as the optional ``status`` field of a fix names it."""
+
+    AVAILABLE = "available"
+    ON_TRIP = "on_trip"
+    OFFLINE = "offline"
+
+
+STATUSES = tuple(Status)
 MAX_DRIVER_ID_CHARS = 64
 # A fix is ~200 bytes; anything this large is a mistake, and parsing it would cost the
 # consumer time that belongs to the rest of the fleet.
@@ -200,7 +210,7 @@ def validate_fix(message: dict[str, Any], now: float) -> Fix:
     status = message.get("status")
     if status is not None:
         if not isinstance(status, str) or status not in STATUSES:
-            raise InvalidMessage(BAD_STATUS, f"status {_short(status)} is not one of {STATUSES}")
+            raise InvalidMessage(BAD_STATUS, f"status {_short(status)} is not one of {', '.join(STATUSES)}")
         fix.status = status
     seq = message.get("seq")
     if seq is not None:

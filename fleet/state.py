@@ -34,7 +34,7 @@ UNKNOWN_STATUS = "unknown"
 _TRAIL_STRIDE = 3  # latitude, longitude, timestamp
 
 
-class Driver:
+class TrackedDriver:
     """One driver as held: its newest fix, where in Kafka it came from, and its trail."""
 
     __slots__ = (
@@ -75,8 +75,8 @@ class Driver:
 class Changes:
     """What clients must learn since the previous frame."""
 
-    new: list[Driver] = field(default_factory=list)  # drivers whose id clients have not been told
-    changed: list[Driver] = field(default_factory=list)  # drivers with a newer fix (new ones included)
+    new: list[TrackedDriver] = field(default_factory=list)  # drivers whose id clients have not been told
+    changed: list[TrackedDriver] = field(default_factory=list)  # drivers with a newer fix (new ones included)
     gone: list[int] = field(default_factory=list)  # idx of announced drivers dropped or evicted
 
     def __bool__(self) -> bool:
@@ -100,10 +100,10 @@ class FleetState:
         self.max_drivers = max_drivers
         self._trail_values = trail_length * _TRAIL_STRIDE
         # Least recently heard first: move_to_end on every fix keeps sweeping and eviction O(1).
-        self._drivers: OrderedDict[str, Driver] = OrderedDict()
+        self._drivers: OrderedDict[str, TrackedDriver] = OrderedDict()
         self._next_idx = 0
-        self._new: dict[int, Driver] = {}
-        self._changed: dict[int, Driver] = {}
+        self._new: dict[int, TrackedDriver] = {}
+        self._changed: dict[int, TrackedDriver] = {}
         self._gone: list[int] = []
         self.applied = 0
         self.ignored_older = 0
@@ -113,10 +113,10 @@ class FleetState:
     def __len__(self) -> int:
         return len(self._drivers)
 
-    def __iter__(self) -> Iterator[Driver]:
+    def __iter__(self) -> Iterator[TrackedDriver]:
         return iter(self._drivers.values())
 
-    def get(self, driver_id: str) -> Driver | None:
+    def get(self, driver_id: str) -> TrackedDriver | None:
         return self._drivers.get(driver_id)
 
     def apply(self, fix: Fix, partition: int, offset: int, now: float) -> bool:
@@ -185,7 +185,7 @@ class FleetState:
         self._gone = []
         return changes
 
-    def snapshot(self) -> list[Driver]:
+    def snapshot(self) -> list[TrackedDriver]:
         """Every driver held; all count as announced (a client got their ids with the snapshot)."""
         drivers = list(self._drivers.values())
         for driver in drivers:
@@ -203,18 +203,18 @@ class FleetState:
                 stale += 1
         return {"total": len(self._drivers), **counts, "stale": stale}
 
-    def _add(self, driver_id: str) -> Driver:
+    def _add(self, driver_id: str) -> TrackedDriver:
         if len(self._drivers) >= self.max_drivers:
             _, evicted = self._drivers.popitem(last=False)
             self._forget(evicted)
             self.evicted += 1
-        driver = Driver(self._next_idx, driver_id)
+        driver = TrackedDriver(self._next_idx, driver_id)
         self._next_idx += 1
         self._drivers[driver_id] = driver
         self._new[driver.idx] = driver
         return driver
 
-    def _forget(self, driver: Driver) -> None:
+    def _forget(self, driver: TrackedDriver) -> None:
         self._changed.pop(driver.idx, None)
         self._new.pop(driver.idx, None)
         if driver.announced:

@@ -1,6 +1,6 @@
 """Matching riders with drivers, without I/O: who is free, who is nearest, who waits.
 
-:class:`Fleet` holds every driver's latest fix and which drivers are reserved; only drivers
+:class:`MatchPool` holds every driver's latest fix and which drivers are reserved; only drivers
 free to take a rider are in its spatial index. :class:`Matcher` takes requests, answers each
 one exactly once (a driver, or ``no_driver`` once the rider's wait runs out), remembers
 which requests are answered so a request read twice is not answered twice, and can take
@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from itertools import islice
 
 from fleet.rides import MATCHED, MAX_ETA_S, NO_DRIVER, RideMatch, RideRequest, area_of
-from fleet.schema import Fix, supersedes
+from fleet.schema import Fix, Status, supersedes
 from matcher.index import GridIndex
 
-AVAILABLE_STATUSES = (None, "available")  # the guide's producer sends no status: such a driver is free
-ON_TRIP = "on_trip"
+AVAILABLE_STATUSES = (None, Status.AVAILABLE)  # the guide's producer sends no status: such a driver is free
 # A driver that moves from an area another matcher owns into ours waits this much longer than
 # the oldest fix a matcher may act on, so a reservation made over there has reached us (see
 # "Several matchers" in docs/api.md).
@@ -91,7 +90,7 @@ class Source:
 
 
 @dataclass(slots=True)
-class Driver:
+class Candidate:
     driver_id: str
     latitude: float
     longitude: float
@@ -102,7 +101,7 @@ class Driver:
     seq: int | None = None
 
 
-def replaces(fix: Fix, driver: Driver) -> bool:
+def replaces(fix: Fix, driver: Candidate) -> bool:
     """Whether ``fix`` replaces the driver's latest one (:func:`fleet.schema.supersedes`). At the
     same timestamp only a larger seq does: without one, it is the same record read again (the
     matcher re-reads driver-location after every resync)."""
@@ -117,7 +116,7 @@ class Reservation:
     since: float  # when the match was decided (epoch seconds)
 
 
-class Fleet:
+class MatchPool:
     """Drivers' latest fixes, their reservations, and an index of the drivers free to match.
 
     A driver is free when its latest fix says ``available`` (or no status), is at most
@@ -137,7 +136,7 @@ class Fleet:
         self.config = config
         self.index = index if index is not None else GridIndex()
         # Longest silent first: move_to_end on every fix taken keeps eviction O(1) (as fleet.state does).
-        self.drivers: OrderedDict[str, Driver] = OrderedDict()
+        self.drivers: OrderedDict[str, Candidate] = OrderedDict()
         self.evicted = 0  # drivers forgotten (or not taken) because max_drivers were held
         self.reservations: dict[str, Reservation] = {}
         self._expiries: list[tuple[float, str, str]] = []  # (when, driver, request), a heap
@@ -163,7 +162,7 @@ class Fleet:
         if driver is None:
             if not self._make_room():
                 return
-            driver = self.drivers[fix.driver_id] = Driver(
+            driver = self.drivers[fix.driver_id] = Candidate(
                 fix.driver_id, fix.latitude, fix.longitude, fix.timestamp, fix.status, owned, seq=fix.seq
             )
         else:
@@ -173,7 +172,7 @@ class Fleet:
             driver.latitude, driver.longitude = fix.latitude, fix.longitude
             driver.fix_ts, driver.status, driver.owned, driver.seq = fix.timestamp, fix.status, owned, fix.seq
         reservation = self.reservations.get(fix.driver_id)
-        if reservation is not None and fix.status == ON_TRIP and fix.timestamp >= reservation.since:
+        if reservation is not None and fix.status == Status.ON_TRIP and fix.timestamp >= reservation.since:
             del self.reservations[fix.driver_id]  # the trip started: on_trip keeps the driver busy now
         self._refresh(driver, now)
 
@@ -202,7 +201,7 @@ class Fleet:
         if current is not None and current.since >= since:
             return
         driver = self.drivers.get(driver_id)
-        started = driver is not None and driver.status == ON_TRIP and driver.fix_ts >= since
+        started = driver is not None and driver.status == Status.ON_TRIP and driver.fix_ts >= since
         if started or since + self.config.reservation_timeout_s <= now:
             return
         self.reservations[driver_id] = Reservation(request_id, since)
@@ -219,7 +218,7 @@ class Fleet:
             if driver is not None:
                 self._refresh(driver, now)
 
-    def nearest(self, latitude: float, longitude: float, now: float) -> tuple[Driver, float] | None:
+    def nearest(self, latitude: float, longitude: float, now: float) -> tuple[Candidate, float] | None:
         """The nearest free driver within the radius, and its great-circle distance in metres."""
         while True:
             found = self.index.nearest(latitude, longitude, self.config.max_radius_m)
@@ -250,7 +249,7 @@ class Fleet:
             else:
                 self._refresh(driver, now)
 
-    def is_free(self, driver: Driver, now: float) -> bool:
+    def is_free(self, driver: Candidate, now: float) -> bool:
         return (
             driver.status in AVAILABLE_STATUSES
             and driver.owned
@@ -259,7 +258,7 @@ class Fleet:
             and driver.driver_id not in self.reservations
         )
 
-    def _refresh(self, driver: Driver, now: float) -> None:
+    def _refresh(self, driver: Candidate, now: float) -> None:
         if self.is_free(driver, now):
             if driver.driver_id not in self.index:
                 self.freed += 1
@@ -288,9 +287,9 @@ class Matcher:
     caller's transaction, its offset held until then), and counted in :attr:`evicted_waiting`.
     """
 
-    def __init__(self, config: MatchConfig, fleet: Fleet | None = None) -> None:
+    def __init__(self, config: MatchConfig, pool: MatchPool | None = None) -> None:
         self.config = config
-        self.fleet = fleet if fleet is not None else Fleet(config)
+        self.pool = pool if pool is not None else MatchPool(config)
         self.waiting: dict[str, Waiting] = {}  # in arrival order
         self.evicted_waiting = 0  # riders answered no_driver early because max_waiting were waiting
         self._pushed_out: dict[str, Waiting] = {}  # past max_waiting; the next tick answers them
@@ -311,7 +310,7 @@ class Matcher:
         deadline = request.timestamp + self.config.max_wait_s
         if now >= deadline:
             return self._answer(request, None, now)
-        found = self.fleet.nearest(request.latitude, request.longitude, now)
+        found = self.pool.nearest(request.latitude, request.longitude, now)
         if found is not None:
             return self._answer(request, found, now)
         waiting = Waiting(request, source, deadline)
@@ -351,8 +350,8 @@ class Matcher:
     def tick(self, now: float) -> list[RideMatch]:
         """Answer no_driver to the riders pushed out past ``max_waiting`` and to those whose wait
         ran out, then offer freed and moving drivers to the waiting riders, oldest first."""
-        self.fleet.expire_reservations(now)
-        self.fleet.sweep(now)
+        self.pool.expire_reservations(now)
+        self.pool.sweep(now)
         answers = self._answer_pushed_out(now)
         while self._deadlines and self._deadlines[0][0] <= now:
             _, request_id = heapq.heappop(self._deadlines)
@@ -361,17 +360,17 @@ class Matcher:
                 self._stop_waiting(request_id, waiting.source.partition)
                 answers.append(self._answer(waiting.request, None, now))
         since_retry = now - self._last_retry
-        freed = self.fleet.freed != self._freed_seen
+        freed = self.pool.freed != self._freed_seen
         if not self.waiting or not (
             since_retry >= RETRY_INTERVAL_S or (freed and since_retry >= FREED_RETRY_INTERVAL_S)
         ):
             return answers
         self._last_retry = now
-        self._freed_seen = self.fleet.freed
+        self._freed_seen = self.pool.freed
         for request_id, waiting in list(islice(self.waiting.items(), RETRY_BUDGET)):
-            if len(self.fleet.index) == 0:
+            if len(self.pool.index) == 0:
                 break
-            found = self.fleet.nearest(waiting.request.latitude, waiting.request.longitude, now)
+            found = self.pool.nearest(waiting.request.latitude, waiting.request.longitude, now)
             if found is not None:
                 self._stop_waiting(request_id, waiting.source.partition)
                 answers.append(self._answer(waiting.request, found, now))
@@ -393,7 +392,7 @@ class Matcher:
         if waiting is not None:
             self._stop_waiting(match.request_id, waiting.source.partition)
         if match.outcome == MATCHED and match.driver_id is not None:
-            self.fleet.reserve(match.driver_id, match.request_id, match.timestamp, now)
+            self.pool.reserve(match.driver_id, match.request_id, match.timestamp, now)
 
     def commit_positions(self) -> dict[int, tuple[int, int]]:
         """Per partition read: (offset to commit, timestamp in ms of the record at that offset or before)."""
@@ -415,7 +414,7 @@ class Matcher:
         for request_id, driver_id in reversed(self._undo):
             self._answered.pop(request_id, None)
             if driver_id is not None:
-                self.fleet.release(driver_id, request_id, now)
+                self.pool.release(driver_id, request_id, now)
         self._undo.clear()
         self.forget_partitions(list(self._next))
 
@@ -438,7 +437,7 @@ class Matcher:
             del self._pushed_out[request_id]
         del self._waiting_in[partition][request_id]
 
-    def _answer(self, request: RideRequest, found: tuple[Driver, float] | None, now: float) -> RideMatch:
+    def _answer(self, request: RideRequest, found: tuple[Candidate, float] | None, now: float) -> RideMatch:
         decided = round(now, 3)
         match = RideMatch(
             request_id=request.request_id,
@@ -458,7 +457,7 @@ class Matcher:
             match.distance_m = distance
             match.eta_s = eta_s(distance, self.config.city_speed_kmh)
             match.driver_latitude, match.driver_longitude = driver.latitude, driver.longitude
-            self.fleet.reserve(driver_id, request.request_id, decided, now)
+            self.pool.reserve(driver_id, request.request_id, decided, now)
         self._answered[request.request_id] = decided
         self._undo.append((request.request_id, driver_id))
         return match

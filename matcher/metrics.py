@@ -22,7 +22,7 @@ class MatcherCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         service = self.service
         counts = service.counts
-        fleet = service.matcher.fleet
+        pool = service.matcher.pool
         yield CounterMetricFamily(
             "matcher_requests", "Ride requests read (refused ones included).", value=counts.requests
         )
@@ -45,7 +45,7 @@ class MatcherCollector(Collector):
             value=counts.dead_letter_failures,
         )  # fmt: skip
         yield CounterMetricFamily(
-            "matcher_drivers_evicted", "Drivers forgotten because MATCHER_MAX_DRIVERS were held.", value=fleet.evicted
+            "matcher_drivers_evicted", "Drivers forgotten because MATCHER_MAX_DRIVERS were held.", value=pool.evicted
         )
         yield CounterMetricFamily(
             "matcher_waiting_evicted", "Riders answered no_driver early because MATCHER_MAX_WAITING waited.",
@@ -54,9 +54,9 @@ class MatcherCollector(Collector):
         yield CounterMetricFamily("matcher_transactions", "Transactions committed.", value=counts.transactions)
         yield CounterMetricFamily("matcher_errors", "Turns of the loop that failed unexpectedly.", value=service.errors)
         drivers = GaugeMetricFamily("matcher_drivers", "Drivers known, free to match, reserved.", labels=["state"])
-        drivers.add_metric(["known"], len(fleet.drivers))
-        drivers.add_metric(["free"], len(fleet.index))
-        drivers.add_metric(["reserved"], len(fleet.reservations))
+        drivers.add_metric(["known"], len(pool.drivers))
+        drivers.add_metric(["free"], len(pool.index))
+        drivers.add_metric(["reserved"], len(pool.reservations))
         yield drivers
         yield GaugeMetricFamily("matcher_waiting", "Riders waiting for a driver.", value=len(service.matcher.waiting))
 

@@ -119,14 +119,14 @@ def stats_line(
     drivers evicted by the caps, and where the matcher stands."""
     median = f"{statistics.median(waits_s):.2f} s" if waits_s else "-"
     commit_ms = 1000 * delta.commit_s / delta.transactions if delta.transactions else 0.0
-    fleet = matcher.fleet
+    pool = matcher.pool
     return (
         f"{delta.requests} requests in {seconds:.1f} s ({delta.requests / seconds:.1f}/s): "
         f"{delta.matched} matched, {delta.no_driver} no driver, {len(matcher.waiting)} waiting "
         f"({pushed_out} pushed out by the cap), "
         f"{delta.dead_letters} dead-lettered ({delta.dead_letter_failures} could not be), "
-        f"{delta.skipped} already answered; median time to match {median}; drivers {len(fleet.drivers)} known "
-        f"({evicted} evicted by the cap), {len(fleet.index)} free, {len(fleet.reservations)} reserved; "
+        f"{delta.skipped} already answered; median time to match {median}; drivers {len(pool.drivers)} known "
+        f"({evicted} evicted by the cap), {len(pool.index)} free, {len(pool.reservations)} reserved; "
         f"{delta.fixes} fixes, {delta.transactions} transactions ({commit_ms:.0f} ms each)"
     )
 
@@ -165,8 +165,8 @@ class MatcherService:
         self.matcher = Matcher(config.match)
         self.admin: KafkaAdminClient | None = None
         self.producer: KafkaProducer | None = None
-        self.state: KafkaConsumer | None = None
-        self.requests: KafkaConsumer | None = None
+        self.state_consumer: KafkaConsumer | None = None
+        self.request_consumer: KafkaConsumer | None = None
         self.lifecycle: Lifecycle[TopicPartition] = Lifecycle()
         self.replay_until: dict[int, int] = {}  # refused requests below these offsets were dead-lettered
         self.committed_positions: dict[int, tuple[int, int, int]] = {}
@@ -253,11 +253,11 @@ class MatcherService:
             ensure_topics(self.admin, dict.fromkeys(topics, config.partitions))
             ensure_dead_letter_topic(self.admin, config.request_topic)
             self.producer = self.open_producer()
-            self.state = KafkaConsumer(
+            self.state_consumer = KafkaConsumer(
                 bootstrap_servers=servers, isolation_level="read_committed", enable_auto_commit=False,
                 max_poll_records=STATE_MAX_RECORDS, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
             )  # fmt: skip
-            self.requests = KafkaConsumer(
+            self.request_consumer = KafkaConsumer(
                 bootstrap_servers=servers, group_id=config.group_id, group_instance_id=config.instance,
                 isolation_level="read_committed", enable_auto_commit=False, auto_offset_reset="earliest",
                 session_timeout_ms=SESSION_TIMEOUT_MS, max_poll_records=REQUEST_MAX_RECORDS,
@@ -267,7 +267,7 @@ class MatcherService:
         except KafkaError:
             self.close_clients()
             raise
-        self.requests.subscribe([config.request_topic], listener=Rebalance(self))
+        self.request_consumer.subscribe([config.request_topic], listener=Rebalance(self))
         return self
 
     def open_producer(self) -> KafkaProducer:
@@ -293,12 +293,12 @@ class MatcherService:
     def start_state_consumer(self) -> None:
         """Read every partition of driver-location from ``driver_max_age_s`` ago, and of ride-matches."""
         config = self.config
-        drivers = self.partitions(self.state, config.driver_topic)
-        matches = self.partitions(self.state, config.match_topic)
-        self.state.assign(drivers + matches)
+        drivers = self.partitions(self.state_consumer, config.driver_topic)
+        matches = self.partitions(self.state_consumer, config.match_topic)
+        self.state_consumer.assign(drivers + matches)
         since_ms = int((time.time() - config.match.driver_max_age_s) * 1000)
         self.seek_to_time(drivers, since_ms)
-        self.drivers_target = self.state.end_offsets(drivers)
+        self.drivers_target = self.state_consumer.end_offsets(drivers)
 
     def close(self) -> None:
         if self.instance_lock is not None:
@@ -310,26 +310,26 @@ class MatcherService:
         self.close_clients()
 
     def close_clients(self) -> None:
-        for client in (self.requests, self.state):
+        for client in (self.request_consumer, self.state_consumer):
             if client is not None:
                 client.close()
         if self.producer is not None:
             self.producer.close(timeout=5)
         if self.admin is not None:
             self.admin.close()
-        self.requests = self.state = self.producer = self.admin = None
+        self.request_consumer = self.state_consumer = self.producer = self.admin = None
 
     # ---- one turn of the loop
 
     def step(self) -> None:
         try:
             now = time.time()
-            self.apply_state(self.state.poll(timeout_ms=0, max_records=STATE_MAX_RECORDS), now)
+            self.apply_state(self.state_consumer.poll(timeout_ms=0, max_records=STATE_MAX_RECORDS), now)
             if self.lifecycle.phase is Phase.RESYNC_WANTED:
                 self.begin_resync()
             if self.lifecycle.phase is Phase.RESYNCING:
                 self.try_finish_resync()
-            batch = self.requests.poll(timeout_ms=POLL_MS, max_records=REQUEST_MAX_RECORDS)
+            batch = self.request_consumer.poll(timeout_ms=POLL_MS, max_records=REQUEST_MAX_RECORDS)
             if not self.lifecycle.matching:
                 return  # nothing is decided until every committed answer is known
             now = time.time()
@@ -360,7 +360,7 @@ class MatcherService:
 
     def on_fixes(self, items: list, now: float) -> None:
         for fix, _ in items:
-            self.matcher.fleet.on_fix(fix, now)
+            self.matcher.pool.on_fix(fix, now)
         self.counts.fixes += len(items)
 
     def on_matches(self, items: list, now: float) -> None:
@@ -451,7 +451,7 @@ class MatcherService:
                     )
                     for partition, (offset, timestamp_ms, read_to) in positions.items()
                 }
-                self.producer.send_offsets_to_transaction(offsets, self.requests.group_metadata())
+                self.producer.send_offsets_to_transaction(offsets, self.request_consumer.group_metadata())
             self.producer.commit_transaction()
         except KafkaError as e:
             self.recover(e)
@@ -544,20 +544,20 @@ class MatcherService:
 
     def pause_requests(self) -> None:
         """No request is read while the matcher resyncs (the position stays where the resync puts it)."""
-        assigned = list(self.requests.assignment())
+        assigned = list(self.request_consumer.assignment())
         if assigned:
-            self.requests.pause(*assigned)
+            self.request_consumer.pause(*assigned)
 
     def begin_resync(self) -> None:
-        partitions = sorted(self.requests.assignment())
-        committed = {tp: self.requests.committed(tp, metadata=True) for tp in partitions}
+        partitions = sorted(self.request_consumer.assignment())
+        committed = {tp: self.request_consumer.committed(tp, metadata=True) for tp in partitions}
         log.debug("committed offsets: %s", committed)
         now = time.time()
         lookback_ms = int((now - self.config.match.reservation_timeout_s - LOOKBACK_MARGIN_S) * 1000)
         for offset in committed.values():
             timestamp_ms = parse_commit_metadata(offset.metadata)[0] if offset is not None else 0
             lookback_ms = min(lookback_ms, timestamp_ms - int(LOOKBACK_MARGIN_S * 1000))
-        matches = self.partitions(self.state, self.config.match_topic)
+        matches = self.partitions(self.state_consumer, self.config.match_topic)
         self.seek_to_time(matches, max(0, lookback_ms))
         latest = self.admin.list_partition_offsets(dict.fromkeys(matches, -1))  # high watermarks
         targets = {tp: found.offset for tp, found in latest.items()}
@@ -566,7 +566,7 @@ class MatcherService:
 
     def try_finish_resync(self) -> None:
         under_way = self.lifecycle.resync
-        if not under_way.reached(self.state.position):
+        if not under_way.reached(self.state_consumer.position):
             return
         resync = self.lifecycle.resync_finished({tp.partition for tp in under_way.partitions})
         self.drivers_target = {}
@@ -574,31 +574,31 @@ class MatcherService:
         for tp in resync.partitions:
             offset = resync.committed[tp]
             if offset is None:
-                self.requests.seek_to_beginning(tp)
+                self.request_consumer.seek_to_beginning(tp)
                 timestamp_ms, read_to = 0, 0
             else:
-                self.requests.seek(tp, offset.offset)
+                self.request_consumer.seek(tp, offset.offset)
                 timestamp_ms, read_to = parse_commit_metadata(offset.metadata)
             self.replay_until[tp.partition] = read_to
             self.answers_floor_ms[tp.partition] = timestamp_ms
         self.set_ownership([tp.partition for tp in resync.partitions], now)
         if resync.partitions:
-            self.requests.resume(*resync.partitions)
-        fleet = self.matcher.fleet
+            self.request_consumer.resume(*resync.partitions)
+        pool = self.matcher.pool
         log.info(
             "resynced in %.2f s: %d drivers known, %d free, %d reserved, %d answers known; matching partitions %s",
-            time.monotonic() - resync.started, len(fleet.drivers), len(fleet.index), len(fleet.reservations),
+            time.monotonic() - resync.started, len(pool.drivers), len(pool.index), len(pool.reservations),
             self.matcher.answered, sorted(self.lifecycle.ready),
         )  # fmt: skip
 
     def set_ownership(self, owned: list[int], now: float) -> None:
         """This instance may assign the drivers in the areas whose requests it reads."""
-        count = len(self.partitions(self.requests, self.config.request_topic))
+        count = len(self.partitions(self.request_consumer, self.config.request_topic))
         owned_set = frozenset(owned)
         if len(owned_set) >= count:
-            self.matcher.fleet.set_ownership(None, now)
+            self.matcher.pool.set_ownership(None, now)
         else:
-            self.matcher.fleet.set_ownership(lambda area: partition_of(area, count) in owned_set, now)
+            self.matcher.pool.set_ownership(lambda area: partition_of(area, count) in owned_set, now)
 
     # ---- helpers
 
@@ -609,12 +609,12 @@ class MatcherService:
         return [TopicPartition(topic, n) for n in sorted(numbers)]
 
     def seek_to_time(self, partitions: list[TopicPartition], timestamp_ms: int) -> None:
-        found = self.state.offsets_for_times(dict.fromkeys(partitions, timestamp_ms))
+        found = self.state_consumer.offsets_for_times(dict.fromkeys(partitions, timestamp_ms))
         for tp in partitions:
             if found.get(tp) is None:
-                self.state.seek_to_end(tp)
+                self.state_consumer.seek_to_end(tp)
             else:
-                self.state.seek(tp, found[tp].offset)
+                self.state_consumer.seek(tp, found[tp].offset)
 
     def forget_old_answers(self, now: float) -> None:
         """Keep the answers of requests that could be read again after a restart, and no others."""
@@ -630,7 +630,7 @@ class MatcherService:
     def log_stats(self, seconds: float) -> None:
         if seconds <= 0:
             return
-        evictions = (self.matcher.evicted_waiting, self.matcher.fleet.evicted)
+        evictions = (self.matcher.evicted_waiting, self.matcher.pool.evicted)
         pushed_out, evicted = (now - before for now, before in zip(evictions, self._logged_evictions, strict=True))
         delta = self.counts.minus(self._logged)
         log.info("%s", stats_line(delta, seconds, self.waits_s, self.matcher, pushed_out, evicted))

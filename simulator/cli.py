@@ -13,7 +13,7 @@ from fleet.errors import UsageError
 from fleet.geo import AREAS, BBox
 from fleet.schema import MAX_DRIVER_ID_CHARS
 from simulator.dispatch import RiderOptions
-from simulator.fleet_model import Fleet, FleetConfig
+from simulator.fleet_model import FleetConfig, SimulatedFleet
 from simulator.motion import DrivingStyle
 from simulator.producer import ProducerOptions, RunConfig, run
 from simulator.settings import SimulatorSettings
@@ -89,7 +89,7 @@ def simulate(settings: SimulatorSettings, args: argparse.Namespace) -> int:
     config = fleet_config(settings)
     seed = settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**31)
     try:
-        fleet = Fleet(config, seed)
+        fleet = SimulatedFleet(config, seed)
     except ValueError as e:
         raise UsageError(str(e)) from e
     setup_logging(settings.log_level)

@@ -25,7 +25,7 @@ from fleet import decode
 from fleet.decode import Refusal
 from fleet.rides import MATCHED, RideMatch, encode_request, request_key
 from fleet.settings import RIDE_MATCH_TOPIC, RIDE_REQUEST_TOPIC, bootstrap_list
-from simulator.fleet_model import Fleet
+from simulator.fleet_model import SimulatedFleet
 from simulator.rides import RideBook, RiderSchedule
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class Dispatch:
 
     def __init__(
         self,
-        fleet: Fleet,
+        fleet: SimulatedFleet,
         options: RiderOptions,
         producer: KafkaProducer,
         consumer: KafkaConsumer,

@@ -5,7 +5,7 @@ Fixes are spread evenly over the interval: slot ``k`` belongs to driver ``k % N`
 interval, so positions depend on the seed and the flags only, never on how late the machine is
 (unless riders are matched to drivers: when an answer arrives depends on the clock).
 
-A driver matched to a rider (:meth:`Fleet.assign_ride`) carries out the ride (``simulator.rides``)
+A driver matched to a rider (:meth:`SimulatedFleet.assign_ride`) carries out the ride (``simulator.rides``)
 and is left alone by the random status mix until it drops the rider off.
 """
 
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 from fleet.geo import AREAS, BBox
 from fleet.rides import RideMatch
-from fleet.schema import Fix
+from fleet.schema import Fix, Status
 from simulator.motion import MANHATTAN_BEARING, Car, DrivingStyle, OpenRoads, Roads, StreetGrid
 from simulator.rides import DONE, NEAR_DRIVER_M, NEAR_DRIVER_SHARE, Ride, RideTiming, anywhere, new_ride, place
-from simulator.status import AVAILABLE, OFFLINE, ON_TRIP, StatusMix
+from simulator.status import StatusMix
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class FleetConfig:
 
 
 @dataclass(slots=True)
-class Driver:
+class SimulatedDriver:
     driver_id: str
     car: Car
     status: str
@@ -65,7 +65,7 @@ class Driver:
         return fix
 
 
-class Fleet:
+class SimulatedFleet:
     """Every driver of a run and the one random generator that moves them all."""
 
     def __init__(self, config: FleetConfig, seed: int) -> None:
@@ -81,12 +81,12 @@ class Fleet:
         self.rides_in_progress = 0
         self.rides_completed = 0
 
-    def _new_driver(self, index: int) -> Driver:
+    def _new_driver(self, index: int) -> SimulatedDriver:
         car = self.roads.place(self.rng)
         status, left = self.config.mix.initial(self.rng)
-        if status != OFFLINE:
+        if status != Status.OFFLINE:
             car.speed = min(car.cruise, self.config.style.max_speed)
-        return Driver(self.config.driver_id(index), car, status, left)
+        return SimulatedDriver(self.config.driver_id(index), car, status, left)
 
     def slot_time(self, slot: int) -> float:
         """When slot ``slot`` falls due, seconds after the start of the run."""
@@ -97,11 +97,11 @@ class Fleet:
         config = self.config
         driver = self.drivers[slot % config.drivers]
         now = self.slot_time(slot)
-        if driver.status == OFFLINE:
+        if driver.status == Status.OFFLINE:
             if now < driver.status_until and driver.seq > 0:
                 return None  # silent; its first fix announces it as offline so maps know it exists
             if now >= driver.status_until:
-                self.set_status(driver, AVAILABLE, now)
+                self.set_status(driver, Status.AVAILABLE, now)
         else:
             if slot >= config.drivers:
                 self.roads.advance(driver.car, config.interval_s, self.rng)
@@ -125,13 +125,13 @@ class Fleet:
         car = driver.car
         car.pull_over = False
         car.stop_left = 0.0
-        driver.status = ON_TRIP
+        driver.status = Status.ON_TRIP
         driver.ride = ride
         self.roads.head_for(car, ride.goal, self.rng)
         self.rides_in_progress += 1
         return ride
 
-    def _follow_ride(self, driver: Driver, now: float) -> None:
+    def _follow_ride(self, driver: SimulatedDriver, now: float) -> None:
         ride = driver.ride
         if not ride.update(driver.car, now):
             return
@@ -140,50 +140,50 @@ class Fleet:
             driver.ride = None
             self.rides_in_progress -= 1
             self.rides_completed += 1
-            self.set_status(driver, AVAILABLE, now)
+            self.set_status(driver, Status.AVAILABLE, now)
 
     def rider_spot(self, rng: random.Random) -> tuple[float, float]:
         """Where a new rider stands: usually within walking-and-waiting reach of a free driver."""
         if rng.random() < NEAR_DRIVER_SHARE:
             for _ in range(20):
                 driver = rng.choice(self.drivers)
-                if driver.status == AVAILABLE and driver.ride is None:
+                if driver.status == Status.AVAILABLE and driver.ride is None:
                     return place(self.roads, rng, near=(driver.car.lat, driver.car.lon), distance_m=NEAR_DRIVER_M)
         return anywhere(self.roads, rng)
 
-    def _update_status(self, driver: Driver, now: float) -> None:
+    def _update_status(self, driver: SimulatedDriver, now: float) -> None:
         car = driver.car
         if car.pull_over:
             if car.stopped:
                 car.pull_over = False
-                self.set_status(driver, OFFLINE, now)
+                self.set_status(driver, Status.OFFLINE, now)
             return
         if now < driver.status_until:
             return
-        if driver.status == ON_TRIP:
+        if driver.status == Status.ON_TRIP:
             car.stop_for(self.rng.uniform(*self.config.mix.dropoff_stop_s))
-            self.set_status(driver, AVAILABLE, now)
-        elif self.config.mix.after_available(self.rng) == ON_TRIP:
-            self.start_trip(driver, now, self.config.mix.spell(ON_TRIP, self.rng))
+            self.set_status(driver, Status.AVAILABLE, now)
+        elif self.config.mix.after_available(self.rng) == Status.ON_TRIP:
+            self.start_trip(driver, now, self.config.mix.spell(Status.ON_TRIP, self.rng))
         else:
             car.pull_over = True  # offline once parked, not in the middle of the road
 
-    def start_trip(self, driver: Driver, now: float, duration_s: float) -> None:
+    def start_trip(self, driver: SimulatedDriver, now: float, duration_s: float) -> None:
         """Put ``driver`` on a random trip of ``duration_s`` seconds, starting with a pick-up stop.
 
         Rides of riders the matcher assigned go through :meth:`assign_ride` instead.
         """
         driver.car.stop_for(self.rng.uniform(*self.config.mix.pickup_stop_s))
-        driver.status = ON_TRIP
+        driver.status = Status.ON_TRIP
         driver.status_until = now + duration_s
 
-    def set_status(self, driver: Driver, status: str, now: float) -> None:
+    def set_status(self, driver: SimulatedDriver, status: str, now: float) -> None:
         driver.status = status
         driver.status_until = now + self.config.mix.spell(status, self.rng)
 
     def counts(self) -> dict[str, int]:
         """How many drivers are in each status right now."""
-        counts = dict.fromkeys((AVAILABLE, ON_TRIP, OFFLINE), 0)
+        counts = dict.fromkeys((Status.AVAILABLE, Status.ON_TRIP, Status.OFFLINE), 0)
         for driver in self.drivers:
             counts[driver.status] += 1
         return counts

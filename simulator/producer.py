@@ -21,10 +21,10 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect, ensure_topics
-from fleet.schema import encode_fix, encode_key
+from fleet.schema import Status, encode_fix, encode_key
 from fleet.settings import DRIVER_TOPIC, bootstrap_list
 from simulator.dispatch import Dispatch, RiderOptions, open_match_consumer
-from simulator.fleet_model import Fleet
+from simulator.fleet_model import SimulatedFleet
 from simulator.report import Delivery, Progress, Totals, Window
 from simulator.schedule import LATE_S, Schedule
 
@@ -115,7 +115,9 @@ def open_producer(config: RunConfig, stop: threading.Event) -> KafkaProducer | N
     return connect(create, "simulator producer", config.bootstrap, stop)
 
 
-def run(fleet: Fleet, config: RunConfig, stop: threading.Event, progress_stream: TextIO = sys.stderr) -> Totals:
+def run(
+    fleet: SimulatedFleet, config: RunConfig, stop: threading.Event, progress_stream: TextIO = sys.stderr
+) -> Totals:
     """Send the fleet's fixes until ``stop`` is set, the duration ends or the count is reached."""
     target = fleet.config.target_rate
     if not prepare_topic(config, stop):
@@ -164,7 +166,7 @@ class Pacer:
 
     def __init__(
         self,
-        fleet: Fleet,
+        fleet: SimulatedFleet,
         config: RunConfig,
         producer: KafkaProducer,
         delivery: Delivery,
@@ -282,7 +284,7 @@ class Pacer:
     def online_rate(self) -> float:
         """Fixes per second expected from the drivers not offline right now."""
         counts = self.fleet.counts()
-        return (self.fleet.config.drivers - counts["offline"]) / self.fleet.config.interval_s
+        return (self.fleet.config.drivers - counts[Status.OFFLINE]) / self.fleet.config.interval_s
 
 
 def finish(producer: KafkaProducer, delivery: Delivery, timeout_s: float) -> None:

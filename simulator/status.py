@@ -12,9 +12,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from fleet.schema import STATUSES
-
-AVAILABLE, ON_TRIP, OFFLINE = STATUSES
+from fleet.schema import Status
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ class StatusMix:
         return math.inf  # nobody ever leaves "available"
 
     def after_available(self, rng: random.Random) -> str:
-        return ON_TRIP if rng.random() < self.trip_chance else OFFLINE
+        return Status.ON_TRIP if rng.random() < self.trip_chance else Status.OFFLINE
 
     def spell(self, status: str, rng: random.Random) -> float:
         """How long a new spell of ``status`` lasts, seconds.
@@ -70,20 +68,20 @@ class StatusMix:
         Waiting for a ride is memoryless (exponential); trips and breaks are less erratic (uniform
         around their mean). Either way the mean is the one the shares were solved with.
         """
-        if status == AVAILABLE:
+        if status == Status.AVAILABLE:
             mean = self.mean_available_s
             return math.inf if math.isinf(mean) else rng.expovariate(1.0 / mean)
-        mean = self.mean_trip_s if status == ON_TRIP else self.mean_offline_s
+        mean = self.mean_trip_s if status == Status.ON_TRIP else self.mean_offline_s
         return rng.uniform(0.5 * mean, 1.5 * mean)
 
     def initial(self, rng: random.Random) -> tuple[str, float]:
         """A status drawn by the shares, and how long it has left: a fleet already in its steady mix."""
         draw = rng.random()
         if draw < self.on_trip_share:
-            status = ON_TRIP
+            status = Status.ON_TRIP
         elif draw < self.on_trip_share + self.offline_share:
-            status = OFFLINE
+            status = Status.OFFLINE
         else:
-            status = AVAILABLE
+            status = Status.AVAILABLE
         spell = self.spell(status, rng)
         return status, spell if math.isinf(spell) else rng.uniform(0.0, spell)

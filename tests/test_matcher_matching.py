@@ -40,8 +40,8 @@ def story():
 
 def test_the_nearest_free_driver_is_matched_with_distance_and_eta(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("far", T0, 900), T0)
-    matcher.fleet.on_fix(fix("near", T0, 300), T0)
+    matcher.pool.on_fix(fix("far", T0, 900), T0)
+    matcher.pool.on_fix(fix("near", T0, 300), T0)
     answer = matcher.submit(*clock.request("r1", T0 + 1), T0 + 1.5)
     assert (answer.outcome, answer.driver_id) == (MATCHED, "near")
     assert answer.distance_m == pytest.approx(300, abs=0.01)
@@ -52,7 +52,7 @@ def test_the_nearest_free_driver_is_matched_with_distance_and_eta(story):
 
 def test_a_matched_driver_is_not_given_to_the_next_rider_who_waits_then_gets_no_driver(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0), T0)
+    matcher.pool.on_fix(fix("d1", T0), T0)
     assert matcher.submit(*clock.request("r1", T0), T0).driver_id == "d1"
     assert matcher.submit(*clock.request("r2", T0), T0) is None
     assert list(matcher.waiting) == ["r2"]
@@ -64,10 +64,10 @@ def test_a_matched_driver_is_not_given_to_the_next_rider_who_waits_then_gets_no_
 
 def test_a_reservation_that_never_becomes_a_trip_is_released_to_a_waiting_rider(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0), T0)
+    matcher.pool.on_fix(fix("d1", T0), T0)
     matcher.submit(*clock.request("r1", T0), T0)
     matcher.submit(*clock.request("r2", T0 + 5), T0 + 5)
-    matcher.fleet.on_fix(fix("d1", T0 + 10), T0 + 10)  # still "available": the trip did not start
+    matcher.pool.on_fix(fix("d1", T0 + 10), T0 + 10)  # still "available": the trip did not start
     assert matcher.tick(T0 + 19) == []
     [answer] = matcher.tick(T0 + 20.0)
     assert (answer.request_id, answer.driver_id) == ("r2", "d1")
@@ -75,60 +75,60 @@ def test_a_reservation_that_never_becomes_a_trip_is_released_to_a_waiting_rider(
 
 def test_on_trip_ends_the_reservation_and_the_driver_is_offered_again_once_available(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0), T0)
+    matcher.pool.on_fix(fix("d1", T0), T0)
     matcher.submit(*clock.request("r1", T0), T0)
-    matcher.fleet.on_fix(fix("d1", T0 + 2, status="on_trip"), T0 + 2)
-    assert "d1" not in matcher.fleet.reservations
+    matcher.pool.on_fix(fix("d1", T0 + 2, status="on_trip"), T0 + 2)
+    assert "d1" not in matcher.pool.reservations
     assert matcher.submit(*clock.request("r2", T0 + 3), T0 + 3) is None  # on a trip: not free
-    matcher.fleet.on_fix(fix("d1", T0 + 8, status="available"), T0 + 8)
+    matcher.pool.on_fix(fix("d1", T0 + 8, status="available"), T0 + 8)
     [answer] = matcher.tick(T0 + 8)
     assert (answer.request_id, answer.driver_id) == ("r2", "d1")
 
 
 def test_an_on_trip_fix_taken_before_the_match_does_not_end_the_reservation(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0), T0)
+    matcher.pool.on_fix(fix("d1", T0), T0)
     matcher.submit(*clock.request("r1", T0 + 5), T0 + 5)
     # A fix taken before the match arrives late: it is about an earlier trip; d1 is still held for r1.
-    matcher.fleet.on_fix(fix("d1", T0 + 4, status="on_trip"), T0 + 6)
-    assert matcher.fleet.reservations["d1"].request_id == "r1"
+    matcher.pool.on_fix(fix("d1", T0 + 4, status="on_trip"), T0 + 6)
+    assert matcher.pool.reservations["d1"].request_id == "r1"
 
 
 @pytest.mark.parametrize("status, offered", [(None, True), ("available", True), ("on_trip", False), ("offline", False)])
 def test_only_available_drivers_or_drivers_without_a_status_are_offered(story, status, offered):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0, status=status), T0)
+    matcher.pool.on_fix(fix("d1", T0, status=status), T0)
     answer = matcher.submit(*clock.request("r1", T0), T0)
     assert (answer is not None) == offered
 
 
 def test_a_driver_whose_latest_fix_is_too_old_is_not_offered(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0), T0)
+    matcher.pool.on_fix(fix("d1", T0), T0)
     assert matcher.submit(*clock.request("r1", T0 + 15.1), T0 + 15.1) is None
-    matcher.fleet.on_fix(fix("d1", T0 + 16), T0 + 16)
+    matcher.pool.on_fix(fix("d1", T0 + 16), T0 + 16)
     assert matcher.tick(T0 + 16)[0].driver_id == "d1"
 
 
 def test_an_older_fix_never_moves_a_driver_back(story):
     matcher, _ = story
-    matcher.fleet.on_fix(fix("d1", T0 + 5, 100), T0 + 5)
-    matcher.fleet.on_fix(fix("d1", T0 + 4, 4000, status="offline"), T0 + 5)
-    driver = matcher.fleet.drivers["d1"]
+    matcher.pool.on_fix(fix("d1", T0 + 5, 100), T0 + 5)
+    matcher.pool.on_fix(fix("d1", T0 + 4, 4000, status="offline"), T0 + 5)
+    driver = matcher.pool.drivers["d1"]
     assert (driver.fix_ts, driver.status) == (T0 + 5, "available")
 
 
 def test_a_request_whose_wait_is_over_when_read_gets_no_driver_at_once(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0 + 40), T0 + 40)
+    matcher.pool.on_fix(fix("d1", T0 + 40), T0 + 40)
     answer = matcher.submit(*clock.request("r1", T0), T0 + 40)
     assert answer.outcome == NO_DRIVER
-    assert "d1" not in matcher.fleet.reservations
+    assert "d1" not in matcher.pool.reservations
 
 
 def test_a_request_read_twice_is_answered_once(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0), T0)
+    matcher.pool.on_fix(fix("d1", T0), T0)
     request, source = clock.request("r1", T0)
     assert matcher.submit(request, source, T0) is not None
     assert matcher.submit(request, Source(0, source.offset + 7, source.timestamp_ms), T0) is None
@@ -140,7 +140,7 @@ def test_a_request_read_twice_is_answered_once(story):
 
 def test_an_answer_committed_by_another_matcher_reserves_its_driver_and_answers_the_request(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0), T0)
+    matcher.pool.on_fix(fix("d1", T0), T0)
     other = RideMatch("r9", "rider-9", MATCHED, T0, T0, *RIDER, "d1", 200.0, 29, *RIDER)
     matcher.on_committed(other, T0 + 1)
     assert matcher.is_answered("r9")
@@ -151,7 +151,7 @@ def test_an_answer_committed_by_another_matcher_reserves_its_driver_and_answers_
 
 def test_a_stale_committed_match_reserves_nothing(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0 + 30), T0 + 30)
+    matcher.pool.on_fix(fix("d1", T0 + 30), T0 + 30)
     old = RideMatch("r9", "rider-9", MATCHED, T0, T0, *RIDER, "d1", 200.0, 29, *RIDER)
     matcher.on_committed(old, T0 + 30)  # its 20 s reservation ran out
     assert matcher.submit(*clock.request("r1", T0 + 30), T0 + 30).driver_id == "d1"
@@ -159,15 +159,15 @@ def test_a_stale_committed_match_reserves_nothing(story):
 
 def test_rollback_takes_back_the_answers_and_reservations_since_the_checkpoint(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0), T0)
-    matcher.fleet.on_fix(fix("d2", T0, 400), T0)
+    matcher.pool.on_fix(fix("d1", T0), T0)
+    matcher.pool.on_fix(fix("d2", T0, 400), T0)
     assert matcher.submit(*clock.request("r1", T0), T0).driver_id == "d1"
     matcher.checkpoint()
     assert matcher.submit(*clock.request("r2", T0), T0).driver_id == "d2"
     matcher.submit(*clock.request("r3", T0), T0)
     matcher.rollback(T0)
     assert matcher.is_answered("r1") and not matcher.is_answered("r2")
-    assert set(matcher.fleet.reservations) == {"d1"}
+    assert set(matcher.pool.reservations) == {"d1"}
     assert not matcher.waiting
     assert matcher.commit_positions() == {}
     assert matcher.submit(*clock.request("r2", T0), T0).driver_id == "d2"  # read again, answered again
@@ -175,14 +175,14 @@ def test_rollback_takes_back_the_answers_and_reservations_since_the_checkpoint(s
 
 def test_the_offset_to_commit_is_the_oldest_waiting_request_else_the_next_one(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0), T0)
+    matcher.pool.on_fix(fix("d1", T0), T0)
     first = clock.request("r1", T0, partition=0)
     matcher.submit(*first, T0)
     waiting = clock.request("r2", T0 + 1, partition=0)
     matcher.submit(*waiting, T0 + 1)
     matcher.submit(*clock.request("r3", T0 + 2, partition=0), T0 + 2)
     other = clock.request("r4", T0 + 3, partition=1)
-    matcher.fleet.on_fix(fix("d2", T0 + 3), T0 + 3)
+    matcher.pool.on_fix(fix("d2", T0 + 3), T0 + 3)
     matcher.submit(*other, T0 + 3)
     assert matcher.commit_positions() == {
         0: (waiting[1].offset, waiting[1].timestamp_ms),
@@ -196,24 +196,24 @@ def test_the_offset_to_commit_is_the_oldest_waiting_request_else_the_next_one(st
 def test_drivers_outside_the_areas_this_matcher_owns_are_not_offered(story):
     matcher, clock = story
     berlin = (52.52, 13.40)
-    matcher.fleet.set_ownership(lambda area: area == "berlin", T0)
-    matcher.fleet.on_fix(fix("nyc-driver", T0), T0)
+    matcher.pool.set_ownership(lambda area: area == "berlin", T0)
+    matcher.pool.on_fix(fix("nyc-driver", T0), T0)
     assert matcher.submit(*clock.request("r1", T0), T0) is None
-    matcher.fleet.on_fix(Fix("berlin-driver", *destination(*berlin, 90, 100), T0, status="available"), T0)
+    matcher.pool.on_fix(Fix("berlin-driver", *destination(*berlin, 90, 100), T0, status="available"), T0)
     assert matcher.submit(*clock.request("r2", T0, where=berlin), T0).driver_id == "berlin-driver"
     assert area_of(*RIDER) == "nyc"
 
 
 def test_a_driver_crossing_into_an_owned_area_waits_out_the_handover(story):
     matcher, clock = story
-    matcher.fleet.set_ownership(lambda area: area == "nyc", T0)
+    matcher.pool.set_ownership(lambda area: area == "nyc", T0)
     outside = (40.758, -74.5)  # west of the nyc area: tile:40:-75
-    matcher.fleet.on_fix(Fix("d1", *outside, T0, status="available"), T0)
-    matcher.fleet.on_fix(fix("d1", T0 + 1), T0 + 1)
+    matcher.pool.on_fix(Fix("d1", *outside, T0, status="available"), T0)
+    matcher.pool.on_fix(fix("d1", T0 + 1), T0 + 1)
     assert matcher.submit(*clock.request("r1", T0 + 1), T0 + 1) is None
     handover = CONFIG.handover_s
     assert matcher.tick(T0 + 1 + handover - 0.1) == []
-    matcher.fleet.on_fix(fix("d1", T0 + handover), T0 + handover)  # keeps reporting
+    matcher.pool.on_fix(fix("d1", T0 + handover), T0 + handover)  # keeps reporting
     [answer] = matcher.tick(T0 + 1 + handover + SWEEP)
     assert answer.driver_id == "d1"
 
@@ -248,7 +248,7 @@ def test_a_thousand_riders_and_two_hundred_drivers_no_driver_ever_holds_two_ride
         if step % 10 == 0:  # every driver reports once a second
             for driver_id, north in drivers.items():
                 status = "on_trip" if trip_ends.get(driver_id, 0) > now else "available"
-                matcher.fleet.on_fix(fix(driver_id, now, north, status), now)
+                matcher.pool.on_fix(fix(driver_id, now, north, status), now)
         new = []
         for _ in range(3):  # 30 riders a second: more than 200 drivers can serve
             if sent < 1000:
@@ -270,7 +270,7 @@ def test_a_thousand_riders_and_two_hundred_drivers_no_driver_ever_holds_two_ride
     assert len(answers) == 1000
     outcomes = [a.outcome for a in answers.values()]
     assert outcomes.count(MATCHED) > 200 and outcomes.count(NO_DRIVER) > 0
-    assert (matcher.fleet.evicted > 0 and matcher.evicted_waiting > 0) == bool(caps)
+    assert (matcher.pool.evicted > 0 and matcher.evicted_waiting > 0) == bool(caps)
 
 
 def test_each_round_offers_drivers_to_a_bounded_number_of_the_oldest_waiting_riders(story):
@@ -279,9 +279,9 @@ def test_each_round_offers_drivers_to_a_bounded_number_of_the_oldest_waiting_rid
         matcher.submit(*clock.request(f"crowd-{n:04d}", T0), T0)
     elsewhere = destination(*RIDER, 90, 20_000)
     matcher.submit(*clock.request("young", T0 + 10, where=elsewhere), T0 + 10)
-    matcher.fleet.on_fix(Fix("d1", *destination(*elsewhere, 0, 100), T0 + 11, status="available"), T0 + 11)
+    matcher.pool.on_fix(Fix("d1", *destination(*elsewhere, 0, 100), T0 + 11, status="available"), T0 + 11)
     assert matcher.tick(T0 + 11) == []  # the round's budget went to the crowd
-    matcher.fleet.on_fix(Fix("d1", *destination(*elsewhere, 0, 100), T0 + 29, status="available"), T0 + 29)
+    matcher.pool.on_fix(Fix("d1", *destination(*elsewhere, 0, 100), T0 + 29, status="available"), T0 + 29)
     answers = matcher.tick(T0 + 30)  # the crowd's wait is over; the young rider's turn comes
     assert [a.outcome for a in answers].count(NO_DRIVER) == RETRY_BUDGET
     assert answers[-1].request_id == "young" and answers[-1].driver_id == "d1"
@@ -292,28 +292,28 @@ def test_each_round_offers_drivers_to_a_bounded_number_of_the_oldest_waiting_rid
 
 def test_a_fix_with_a_smaller_seq_is_ignored_within_the_restart_window_and_taken_after_it(story):
     matcher, _ = story
-    matcher.fleet.on_fix(fix("d1", T0, 100, seq=7), T0)
-    matcher.fleet.on_fix(fix("d1", T0 + 5, 4000, status="offline", seq=3), T0 + 5)  # late, though newer
-    driver = matcher.fleet.drivers["d1"]
+    matcher.pool.on_fix(fix("d1", T0, 100, seq=7), T0)
+    matcher.pool.on_fix(fix("d1", T0 + 5, 4000, status="offline", seq=3), T0 + 5)  # late, though newer
+    driver = matcher.pool.drivers["d1"]
     assert (driver.fix_ts, driver.status, driver.seq) == (T0, "available", 7)
     restarted = T0 + SEQ_RESTART_S + 1  # the producer restarted and counts from 0 again
-    matcher.fleet.on_fix(fix("d1", restarted, 300, seq=0), restarted)
+    matcher.pool.on_fix(fix("d1", restarted, 300, seq=0), restarted)
     assert (driver.fix_ts, driver.seq) == (restarted, 0)
 
 
 def test_the_same_fix_read_again_changes_nothing_but_a_larger_seq_at_the_same_time_is_taken(story):
     matcher, clock = story
-    matcher.fleet.on_fix(fix("d1", T0, 100, seq=1), T0)
-    matcher.fleet.on_fix(fix("d1", T0, 100, status="offline"), T0)  # no seq: a re-read record
-    assert matcher.fleet.drivers["d1"].status == "available"
-    matcher.fleet.on_fix(fix("d1", T0, 100, status="offline", seq=2), T0)
-    assert matcher.fleet.drivers["d1"].status == "offline"
+    matcher.pool.on_fix(fix("d1", T0, 100, seq=1), T0)
+    matcher.pool.on_fix(fix("d1", T0, 100, status="offline"), T0)  # no seq: a re-read record
+    assert matcher.pool.drivers["d1"].status == "available"
+    matcher.pool.on_fix(fix("d1", T0, 100, status="offline", seq=2), T0)
+    assert matcher.pool.drivers["d1"].status == "offline"
     assert matcher.submit(*clock.request("r1", T0), T0) is None
 
 
 def test_past_max_drivers_the_longest_silent_driver_is_evicted_and_counted():
     matcher = Matcher(MatchConfig(max_drivers=3))
-    fleet = matcher.fleet
+    fleet = matcher.pool
     for n, driver_id in enumerate(["d1", "d2", "d3"]):
         fleet.on_fix(fix(driver_id, T0 + n, 100 * (n + 1)), T0 + n)
     fleet.on_fix(fix("d1", T0 + 3, 100), T0 + 3)  # d1 reports again: d2 is now the longest silent
@@ -324,7 +324,7 @@ def test_past_max_drivers_the_longest_silent_driver_is_evicted_and_counted():
 
 def test_a_reserved_driver_is_never_evicted_and_a_new_one_is_not_held_when_every_driver_is_reserved():
     matcher, clock = Matcher(MatchConfig(max_drivers=2)), Clock()
-    fleet = matcher.fleet
+    fleet = matcher.pool
     fleet.on_fix(fix("d1", T0, 100), T0)
     fleet.on_fix(fix("d2", T0, 200), T0)
     assert matcher.submit(*clock.request("r1", T0), T0).driver_id == "d1"
@@ -389,9 +389,9 @@ def test_caps_must_be_positive_integers(field, value):
 def test_a_rider_at_a_pole_waits_like_any_other_and_is_matched_with_a_driver_across_it(story, pole):
     matcher, clock = story
     for n in range(2000):  # a city full of drivers far away
-        matcher.fleet.on_fix(fix(f"city-{n}", T0, n), T0)
+        matcher.pool.on_fix(fix(f"city-{n}", T0, n), T0)
     assert matcher.submit(*clock.request("r1", T0, where=(pole, 0.0)), T0) is None
     across = destination(pole, 180.0, 0, 300)
-    matcher.fleet.on_fix(Fix("polar", *across, T0 + 1, status="available"), T0 + 1)
+    matcher.pool.on_fix(Fix("polar", *across, T0 + 1, status="available"), T0 + 1)
     [answer] = matcher.tick(T0 + 1)
     assert (answer.driver_id, round(answer.distance_m)) == ("polar", 300)

@@ -11,11 +11,11 @@ import pytest
 
 from fleet.errors import UsageError
 from fleet.geo import AREAS, BBox, haversine_m
-from fleet.schema import STATUSES, Fix, encode_fix, parse_fix
+from fleet.schema import STATUSES, Fix, Status, encode_fix, parse_fix
 from simulator.cli import fleet_config, parse_settings
-from simulator.fleet_model import Fleet, FleetConfig
+from simulator.fleet_model import FleetConfig, SimulatedFleet
 from simulator.motion import DrivingStyle, OpenRoads, StreetGrid, angle_diff
-from simulator.status import AVAILABLE, OFFLINE, ON_TRIP, StatusMix
+from simulator.status import StatusMix
 
 NYC = AREAS["nyc"]
 STYLE = DrivingStyle()
@@ -25,7 +25,7 @@ ROUNDING_M = 0.2
 
 def drive(config: FleetConfig, seed: int, rounds: int) -> list[Fix]:
     """Every fix a fleet makes over ``rounds`` intervals, timestamped with its slot time."""
-    fleet = Fleet(config, seed)
+    fleet = SimulatedFleet(config, seed)
     fixes = []
     for slot in range(config.drivers * rounds):
         fix = fleet.fix_for_slot(slot, fleet.slot_time(slot))
@@ -78,7 +78,7 @@ def test_no_jump_between_two_fixes_is_faster_than_the_top_speed(fixes_name, requ
 @pytest.mark.parametrize("fixes_name", ["open_road_fixes", "grid_fixes"])
 def test_speeds_cover_stops_and_city_cruising_without_passing_the_limit(fixes_name, request):
     fixes = request.getfixturevalue(fixes_name)
-    moving = [f for f in fixes if f.status != OFFLINE]
+    moving = [f for f in fixes if f.status != Status.OFFLINE]
     speeds = [f.speed_kmh for f in moving]
     assert max(speeds) <= STYLE.max_speed_kmh
     assert max(speeds) > 45.0
@@ -89,7 +89,7 @@ def test_speeds_cover_stops_and_city_cruising_without_passing_the_limit(fixes_na
 def test_open_road_speed_changes_within_bounded_acceleration(open_road_fixes):
     # speed_kmh is rounded to 0.1 km/h on the wire
     limit_kmh = max(STYLE.accel_mps2, STYLE.brake_mps2) * 3.6 + 0.1
-    worst = max(abs(b.speed_kmh - a.speed_kmh) for a, b in consecutive(open_road_fixes) if b.status != OFFLINE)
+    worst = max(abs(b.speed_kmh - a.speed_kmh) for a, b in consecutive(open_road_fixes) if b.status != Status.OFFLINE)
     assert worst <= limit_kmh
 
 
@@ -152,7 +152,7 @@ def test_seq_counts_each_drivers_fixes_from_zero_without_gaps(open_road_fixes):
 
 
 def test_fixes_of_one_round_are_spread_evenly_over_the_interval():
-    fleet = Fleet(FleetConfig(drivers=4, interval_s=2.0), seed=1)
+    fleet = SimulatedFleet(FleetConfig(drivers=4, interval_s=2.0), seed=1)
     assert [fleet.slot_time(k) for k in range(9)] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
     ids = [fleet.fix_for_slot(k, 0.0).driver_id for k in range(8)]
     assert ids == ["drv-00001", "drv-00002", "drv-00003", "drv-00004"] * 2
@@ -166,7 +166,7 @@ def test_id_prefix_and_first_id_keep_two_fleets_apart():
 def test_an_offline_driver_goes_silent_then_returns_with_its_seq_continuing():
     mix = StatusMix(on_trip_share=0.2, offline_share=0.3, mean_trip_s=60.0, mean_offline_s=20.0)
     config = FleetConfig(drivers=10, interval_s=1.0, mix=mix)
-    fleet = Fleet(config, seed=5)
+    fleet = SimulatedFleet(config, seed=5)
     slots_seen = defaultdict(list)  # driver -> [(slot time, fix or None)]
     for slot in range(10 * 600):
         fix = fleet.fix_for_slot(slot, fleet.slot_time(slot))
@@ -176,12 +176,12 @@ def test_an_offline_driver_goes_silent_then_returns_with_its_seq_continuing():
         sent = [fix for _, fix in history if fix is not None]
         assert [f.seq for f in sent] == list(range(len(sent)))
         for (_, before), (_, after) in pairwise(history):
-            if before is not None and before.status == OFFLINE:
+            if before is not None and before.status == Status.OFFLINE:
                 assert after is None, "an offline driver sends nothing after saying it is offline"
         for i, (_, fix) in enumerate(history):
-            if fix is not None and fix.status == AVAILABLE and i > 0 and history[i - 1][1] is None:
+            if fix is not None and fix.status == Status.AVAILABLE and i > 0 and history[i - 1][1] is None:
                 last = next(f for _, f in reversed(history[:i]) if f is not None)
-                assert last.status == OFFLINE and fix.seq == last.seq + 1
+                assert last.status == Status.OFFLINE and fix.seq == last.seq + 1
                 assert (fix.latitude, fix.longitude) == (last.latitude, last.longitude), "parked while offline"
                 returns += 1
     assert returns >= 5
@@ -190,27 +190,27 @@ def test_an_offline_driver_goes_silent_then_returns_with_its_seq_continuing():
 def test_drivers_pull_over_before_going_offline():
     mix = StatusMix(on_trip_share=0.1, offline_share=0.3, mean_trip_s=30.0, mean_offline_s=20.0)
     fixes = drive(FleetConfig(drivers=20, mix=mix), seed=6, rounds=400)
-    offline = [f for f in fixes if f.status == OFFLINE]
+    offline = [f for f in fixes if f.status == Status.OFFLINE]
     assert len(offline) > 20
     assert all(f.speed_kmh == 0.0 for f in offline)
 
 
 def test_status_shares_match_what_was_asked_for():
     mix = StatusMix(on_trip_share=0.4, offline_share=0.1, mean_trip_s=120.0, mean_offline_s=60.0)
-    fleet = Fleet(FleetConfig(drivers=500, interval_s=10.0, mix=mix), seed=9)
+    fleet = SimulatedFleet(FleetConfig(drivers=500, interval_s=10.0, mix=mix), seed=9)
     totals = Counter()
     for slot in range(500 * 180):  # 30 simulated minutes, counted once a simulated minute
         fleet.fix_for_slot(slot, 0.0)
         if slot % 3000 == 2999:
             totals.update(fleet.counts())
     samples = sum(totals.values())
-    assert totals[ON_TRIP] / samples == pytest.approx(0.4, abs=0.04)
-    assert totals[OFFLINE] / samples == pytest.approx(0.1, abs=0.03)
+    assert totals[Status.ON_TRIP] / samples == pytest.approx(0.4, abs=0.04)
+    assert totals[Status.OFFLINE] / samples == pytest.approx(0.1, abs=0.03)
 
 
 def test_no_shares_means_everybody_stays_available():
     fixes = drive(FleetConfig(drivers=10, mix=StatusMix(on_trip_share=0.0, offline_share=0.0)), seed=1, rounds=300)
-    assert {f.status for f in fixes} == {AVAILABLE}
+    assert {f.status for f in fixes} == {Status.AVAILABLE}
     assert len(fixes) == 10 * 300
 
 
@@ -231,11 +231,11 @@ def test_status_mix_refuses_shares_that_leave_nobody_available():
 def test_a_trip_can_be_assigned_from_outside_and_starts_with_a_pick_up_stop():
     mix = StatusMix(on_trip_share=0.0, offline_share=0.0, pickup_stop_s=(50.0, 50.0))
     calm = DrivingStyle(mean_s_between_stops=1e12)  # no red lights: any stop is the pick-up
-    fleet = Fleet(FleetConfig(drivers=1, style=calm, mix=mix), seed=2)
+    fleet = SimulatedFleet(FleetConfig(drivers=1, style=calm, mix=mix), seed=2)
     fleet.fix_for_slot(0, 0.0)
     fleet.start_trip(fleet.drivers[0], now=0.0, duration_s=120.0)
     fixes = [fleet.fix_for_slot(slot, float(slot)) for slot in range(1, 200)]
-    assert fixes[0].status == ON_TRIP and fixes[-1].status == AVAILABLE
+    assert fixes[0].status == Status.ON_TRIP and fixes[-1].status == Status.AVAILABLE
     stopped = [f.seq for f in fixes if f.speed_kmh == 0.0]
     assert stopped and stopped[0] < 15, "the driver brakes for the pick-up"
     assert len(stopped) >= 50 and stopped[:50] == list(range(stopped[0], stopped[0] + 50))
@@ -256,7 +256,7 @@ def test_a_street_grid_needs_room_for_two_crossings():
 
 
 def test_every_status_the_simulator_sends_is_in_the_schema():
-    assert {AVAILABLE, ON_TRIP, OFFLINE} == set(STATUSES)
+    assert {Status.AVAILABLE, Status.ON_TRIP, Status.OFFLINE} == set(STATUSES)
 
 
 def test_flags_fall_back_to_environment_variables_then_defaults(monkeypatch):

@@ -15,8 +15,8 @@ from kafka import KafkaConsumer, TopicPartition
 
 from fleet.geo import AREAS, BBox, destination, haversine_m
 from fleet.rides import MATCHED, NO_DRIVER, RideMatch, parse_match, parse_request, request_key
-from fleet.schema import Fix, encode_fix, parse_fix
-from simulator.fleet_model import Fleet, FleetConfig
+from fleet.schema import Fix, Status, encode_fix, parse_fix
+from simulator.fleet_model import FleetConfig, SimulatedFleet
 from simulator.motion import Car, DrivingStyle, OpenRoads, StreetGrid
 from simulator.rides import (
     ARRIVE_M,
@@ -29,7 +29,7 @@ from simulator.rides import (
     RiderSchedule,
     RideTiming,
 )
-from simulator.status import AVAILABLE, OFFLINE, ON_TRIP, StatusMix
+from simulator.status import StatusMix
 from tests.conftest import PYTHON
 
 NYC = AREAS["nyc"]
@@ -112,15 +112,15 @@ def test_roadside_points_on_the_grid_lie_on_a_block_inside_the_area():
     )
 
 
-def one_driver_fleet(seed: int = 3, mix: StatusMix | None = None, street_grid: bool = False) -> Fleet:
+def one_driver_fleet(seed: int = 3, mix: StatusMix | None = None, street_grid: bool = False) -> SimulatedFleet:
     config = FleetConfig(
         drivers=1, interval_s=1.0, style=DrivingStyle(mean_s_between_stops=1e12), street_grid=street_grid,
         mix=mix or StatusMix(on_trip_share=0.0, offline_share=0.0), timing=QUICK,
     )  # fmt: skip
-    return Fleet(config, seed)
+    return SimulatedFleet(config, seed)
 
 
-def run_slots(fleet: Fleet, first: int, last: int) -> list[Fix | None]:
+def run_slots(fleet: SimulatedFleet, first: int, last: int) -> list[Fix | None]:
     return [fleet.fix_for_slot(slot, float(slot)) for slot in range(first, last)]
 
 
@@ -145,7 +145,7 @@ def test_a_matched_driver_goes_on_trip_drives_to_the_rider_then_the_destination_
     assert [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p] == [
         TO_PICKUP, PICKUP_STOP, TO_DESTINATION, DROPOFF_STOP, DONE,
     ]  # fmt: skip
-    assert all(f.status == ON_TRIP for f in fixes[:-1]) and fixes[-1].status == AVAILABLE
+    assert all(f.status == Status.ON_TRIP for f in fixes[:-1]) and fixes[-1].status == Status.AVAILABLE
     at_pickup = phases.index(PICKUP_STOP)
     assert haversine_m(fixes[at_pickup].latitude, fixes[at_pickup].longitude, *pickup) <= ARRIVE_M
     standing = [f for f, p in zip(fixes, phases, strict=True) if p == PICKUP_STOP and f.speed_kmh == 0.0]
@@ -172,17 +172,17 @@ def test_the_random_status_mix_leaves_a_driver_on_a_ride_alone():
         slot += 1
         assert slot < 3000
     assert None not in fixes, "never silent (offline) during the ride"
-    assert {f.status for f in fixes[:-1]} == {ON_TRIP}
+    assert {f.status for f in fixes[:-1]} == {Status.ON_TRIP}
 
 
 def test_a_match_takes_an_offline_driver_back_and_nobody_holds_two_riders():
     fleet = one_driver_fleet()
     fleet.fix_for_slot(0, 0.0)
     driver = fleet.drivers[0]
-    fleet.set_status(driver, OFFLINE, 0.0)  # went offline after the matcher last saw it free
+    fleet.set_status(driver, Status.OFFLINE, 0.0)  # went offline after the matcher last saw it free
     pickup = (driver.car.lat + 0.003, driver.car.lon)
     assert fleet.assign_ride(a_match(driver.driver_id, pickup), pickup, now=0.0) is not None
-    assert fleet.fix_for_slot(1, 1.0).status == ON_TRIP
+    assert fleet.fix_for_slot(1, 1.0).status == Status.ON_TRIP
     second = a_match(driver.driver_id, pickup, request_id="sim-test-000002")
     assert fleet.assign_ride(second, pickup, now=1.0) is None, "already carrying a rider"
     assert fleet.assign_ride(a_match("drv-99999", pickup), pickup, now=1.0) is None, "not our driver"
@@ -198,7 +198,7 @@ def test_riders_ask_at_poisson_times_averaging_the_rate_asked_for():
 
 
 def test_riders_stand_by_a_road_inside_the_area_mostly_near_free_drivers():
-    fleet = Fleet(FleetConfig(drivers=30, street_grid=True), seed=8)
+    fleet = SimulatedFleet(FleetConfig(drivers=30, street_grid=True), seed=8)
     rng = random.Random(1)
     spots = [fleet.rider_spot(rng) for _ in range(200)]
     assert all(NYC.contains(*spot) for spot in spots)
@@ -297,11 +297,11 @@ def test_the_simulator_sends_riders_and_matched_drivers_drive_to_them(kafka_boot
         late = [f for f in trails[match.driver_id] if f.timestamp >= match.timestamp + REACTION_S]
         if not late:
             continue  # matched just before the simulator stopped
-        assert late[0].status == ON_TRIP, f"{match.driver_id} goes on trip at once"
+        assert late[0].status == Status.ON_TRIP, f"{match.driver_id} goes on trip at once"
         distances = [haversine_m(f.latitude, f.longitude, match.latitude, match.longitude) for f in late]
         arrived = next((i for i, d in enumerate(distances) if d <= ARRIVE_M), None)
         if arrived is not None:
-            assert {f.status for f in late[: arrived + 1]} == {ON_TRIP}, "on trip all the way to the rider"
+            assert {f.status for f in late[: arrived + 1]} == {Status.ON_TRIP}, "on trip all the way to the rider"
             assert distances[arrived] < distances[0] or arrived == 0, "it drove to the rider"
     for trail in trails.values():
         for a, b in pairwise(trail):
@@ -332,7 +332,7 @@ def drivers_that_reached_their_rider(fix_records, match_records) -> set[str]:
             continue
         for fix in trails.get(match.driver_id, []):
             near = haversine_m(fix.latitude, fix.longitude, match.latitude, match.longitude) <= ARRIVE_M
-            if fix.timestamp >= match.timestamp and fix.status == ON_TRIP and near:
+            if fix.timestamp >= match.timestamp and fix.status == Status.ON_TRIP and near:
                 reached.add(match.driver_id)
                 break
     return reached
@@ -344,4 +344,4 @@ def test_a_fix_of_a_driver_on_a_ride_is_a_valid_driver_location_message():
     pickup = (fix.latitude, fix.longitude + 0.004)
     fleet.assign_ride(a_match("drv-00001", pickup), pickup, now=0.0)
     parsed = parse_fix(encode_fix(fleet.fix_for_slot(1, 1.7e9 + 1)), now=1.7e9 + 1)
-    assert parsed.status == ON_TRIP and parsed.seq == 1
+    assert parsed.status == Status.ON_TRIP and parsed.seq == 1
