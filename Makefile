@@ -13,7 +13,7 @@ STAMPS := .stamps
 help:
 	@echo "make demo    start Kafka, the dashboard and the simulator; open http://127.0.0.1:5000"
 	@echo "make test    run every test against a real Kafka broker"
-	@echo "make lint    ruff on the Python code"
+	@echo "make lint    ruff and mypy on the Python code"
 	@echo "make bench   the benchmarks under bench/ (results in docs/benchmarks.md)"
 	@echo "make clean   remove the environment, npm packages, Kafka jars and broker data"
 
@@ -26,6 +26,7 @@ test: setup setup-browser lint
 lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: setup setup-browser
 	$(PY) -m bench

@@ -49,9 +49,14 @@ from bench.common import (
 )
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1280, "height": 800}
 TARGET_FPS = 30.0
 SLOW_FRAME_MS = 1000.0 / TARGET_FPS
@@ -80,8 +85,11 @@ def main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drivers", default="1000,10000,30000", help="fleet sizes, drivers at 1 Hz")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per measured window")
     parser.add_argument("--reps", type=int, default=3, help="windows per fleet size (medians reported)")
-    parser.add_argument("--profile", action="store_true",
-                        help="then V8's sampling profiler for one more window: where the page's time goes")  # fmt: skip
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="then V8's sampling profiler for one more window: where the page's time goes",
+    )
     return parser
 
 
@@ -135,8 +143,9 @@ def measure_fleet(browser: Browser, args: argparse.Namespace, drivers: int) -> d
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(base + "/")
-            page.wait_for_function("n => window.fleetDebug && fleetDebug.drivers() >= n", arg=drivers,
-                                   timeout=90_000, polling=500)  # fmt: skip
+            page.wait_for_function(
+                "n => window.fleetDebug && fleetDebug.drivers() >= n", arg=drivers, timeout=90_000, polling=500
+            )
             time.sleep(3.0)  # the fit-to-fleet animation and the first full frames
             page.screenshot(path=LOG_DIR / f"browser-{drivers}.png")
             cdp = context.new_cdp_session(page)
@@ -148,8 +157,11 @@ def measure_fleet(browser: Browser, args: argparse.Namespace, drivers: int) -> d
                 heap = cdp.send("Runtime.getHeapUsage")
                 windows.append(frame_figures(measured, heap, cpu))
                 w = windows[-1]
-                print(f"  window {rep + 1}: {w['fps']} fps, p95 {w['frame_p95_ms']} ms, page cost "
-                      f"{w['page_cost_mean_ms']} ms/frame, heap {w['js_heap_used_mib']} MiB", flush=True)  # fmt: skip
+                print(
+                    f"  window {rep + 1}: {w['fps']} fps, p95 {w['frame_p95_ms']} ms, page cost "
+                    f"{w['page_cost_mean_ms']} ms/frame, heap {w['js_heap_used_mib']} MiB",
+                    flush=True,
+                )
             profile = page_profile(cdp, args.duration) if args.profile else None
         finally:
             if context is not None:
@@ -183,12 +195,19 @@ def page_profile(cdp: Any, seconds: float, top: int = 15) -> list[dict[str, Any]
 
 
 COLUMNS = [
-    ("drivers", "drivers", ","), ("drivers_drawn", "drawn", ",.0f"), ("fps", "fps", ".1f"),
-    ("frame_p50_ms", "p50 ms", ".1f"), ("frame_p95_ms", "p95 ms", ".1f"), ("frame_p99_ms", "p99 ms", ".1f"),
-    ("frame_max_ms", "max ms", ".0f"), ("slow_frames_share", "frames > 33 ms", ".1%"),
-    ("page_cost_mean_ms", "page ms/frame", ".2f"), ("js_heap_used_mib", "JS heap MiB", ".1f"),
-    ("chromium_cpu_pct", "chromium CPU %", ".0f"), ("meets_30_fps", ">= 30 fps", ""),
-]  # fmt: skip
+    ("drivers", "drivers", ","),
+    ("drivers_drawn", "drawn", ",.0f"),
+    ("fps", "fps", ".1f"),
+    ("frame_p50_ms", "p50 ms", ".1f"),
+    ("frame_p95_ms", "p95 ms", ".1f"),
+    ("frame_p99_ms", "p99 ms", ".1f"),
+    ("frame_max_ms", "max ms", ".0f"),
+    ("slow_frames_share", "frames > 33 ms", ".1%"),
+    ("page_cost_mean_ms", "page ms/frame", ".2f"),
+    ("js_heap_used_mib", "JS heap MiB", ".1f"),
+    ("chromium_cpu_pct", "chromium CPU %", ".0f"),
+    ("meets_30_fps", ">= 30 fps", ""),
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,13 +221,13 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(measure_fleet(browser, args, drivers))
         finally:
             browser.close()
-    rows = [{**r["median"], "drivers": r["drivers"], "meets_30_fps": r["median"]["fps"] >= TARGET_FPS}
-            for r in results]  # fmt: skip
+    rows = [{**r["median"], "drivers": r["drivers"], "meets_30_fps": r["median"]["fps"] >= TARGET_FPS} for r in results]
     print_table(f"the map page, medians of {args.reps} windows of {args.duration:g} s", rows, COLUMNS)
     command = command_line("bench.browser_fps", argv)
-    write_result(args.json or result_path("browser_fps", args.quick),
-                 {"machine": info, "command": command, "configuration": vars(args) | {"json": None},
-                  "fleets": results})  # fmt: skip
+    write_result(
+        args.json or result_path("browser_fps", args.quick),
+        {"machine": info, "command": command, "configuration": vars(args) | {"json": None}, "fleets": results},
+    )
     return 0
 
 

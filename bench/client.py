@@ -37,9 +37,18 @@ from fleet import frames
 
 # The record layout of docs/api.md ("Binary record: 24 bytes, little-endian").
 RECORD_DTYPE = np.dtype(
-    [("idx", "<u4"), ("lat", "<i4"), ("lon", "<i4"), ("ms", "<i4"), ("heading", "<u2"), ("speed", "<u2"),
-     ("status", "u1"), ("reserved8", "u1"), ("reserved16", "<u2")]
-)  # fmt: skip
+    [
+        ("idx", "<u4"),
+        ("lat", "<i4"),
+        ("lon", "<i4"),
+        ("ms", "<i4"),
+        ("heading", "<u2"),
+        ("speed", "<u2"),
+        ("status", "u1"),
+        ("reserved8", "u1"),
+        ("reserved16", "<u2"),
+    ]
+)
 assert RECORD_DTYPE.itemsize == frames.RECORD_SIZE
 TUTORIAL_EVENT = "location_update"
 
@@ -94,8 +103,13 @@ class Receiver:
 
     def take_counts(self) -> dict[str, Any]:
         """This second's counters (reset), under the lock."""
-        counts = {"events": self.events, "records": self.records, "fixes": self.fixes,
-                  "snapshots": self.snapshots, "resyncs": self.resyncs}  # fmt: skip
+        counts = {
+            "events": self.events,
+            "records": self.records,
+            "fixes": self.fixes,
+            "snapshots": self.snapshots,
+            "resyncs": self.resyncs,
+        }
         self.events = self.records = self.fixes = self.snapshots = self.resyncs = 0
         counts["latency_ms"], counts["latency_max_ms"] = self.take_latencies()
         return counts

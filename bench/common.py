@@ -183,8 +183,10 @@ def print_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[tu
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
     """The same table in Markdown, for docs/benchmarks.md (``python -m bench.report``)."""
-    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |",
-             "|" + "|".join("---" if not spec else "---:" for _, _, spec in columns) + "|"]  # fmt: skip
+    lines = [
+        "| " + " | ".join(header for _, header, _ in columns) + " |",
+        "|" + "|".join("---" if not spec else "---:" for _, _, spec in columns) + "|",
+    ]
     for row in rows:
         lines.append("| " + " | ".join(_cell(row.get(key), spec) for key, _, spec in columns) + " |")
     return "\n".join(lines)
@@ -299,11 +301,30 @@ def simulator_commands(
     processes = processes or (2 if drivers >= TWO_SIMULATORS_FROM else 1)
     shares = [drivers // processes + (1 if i < drivers % processes else 0) for i in range(processes)]
     return [
-        [PYTHON, "-m", "simulator", "--drivers", str(share), "--interval", f"{interval_s:g}", "--offline-share", "0",
-         "--duration", str(duration_s), "--topic", topic, "--bootstrap-servers", bootstrap, "--seed", str(i + 1),
-         "--id-prefix", f"p{i}-", *extra]
+        [
+            PYTHON,
+            "-m",
+            "simulator",
+            "--drivers",
+            str(share),
+            "--interval",
+            f"{interval_s:g}",
+            "--offline-share",
+            "0",
+            "--duration",
+            str(duration_s),
+            "--topic",
+            topic,
+            "--bootstrap-servers",
+            bootstrap,
+            "--seed",
+            str(i + 1),
+            "--id-prefix",
+            f"p{i}-",
+            *extra,
+        ]
         for i, share in enumerate(shares)
-    ]  # fmt: skip
+    ]
 
 
 def read_summary(stdout: str) -> dict[str, Any] | None:
@@ -401,9 +422,13 @@ class Child:
         self.log_path = LOG_DIR / f"{name}.log"
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                args,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            )  # fmt: skip
+            )
         self.ps = psutil.Process(self.process.pid)
 
     @property

@@ -73,8 +73,9 @@ def fix_values(drivers: int, rounds: int, start: float, step: float) -> list[tup
     for r in range(rounds):
         for i in range(drivers):
             driver_id = f"drv-{i:06d}"
-            fix = Fix(driver_id, 40.6 + (i % 1000) * 1e-4, -74.0 + r * 1e-4, start + r * step, 90.0, 30.0,
-                      STATUSES[i % 3], r)  # fmt: skip
+            fix = Fix(
+                driver_id, 40.6 + (i % 1000) * 1e-4, -74.0 + r * 1e-4, start + r * step, 90.0, 30.0, STATUSES[i % 3], r
+            )
             records.append((driver_id.encode(), encode_fix(fix)))
     return records
 

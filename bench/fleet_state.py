@@ -48,8 +48,10 @@ def measure(drivers: int, repeats: int) -> list[dict]:
     ]
     values = [encode_fix(f) for f in fixes]
     records = [(f, i % 6, i) for i, f in enumerate(fixes)]
-    newer = [(Fix(f.driver_id, f.latitude, f.longitude, now + 1, f.heading, f.speed_kmh, f.status), p, o + drivers)
-             for f, p, o in records]  # fmt: skip
+    newer = [
+        (Fix(f.driver_id, f.latitude, f.longitude, now + 1, f.heading, f.speed_kmh, f.status), p, o + drivers)
+        for f, p, o in records
+    ]
     state = FleetState(max_drivers=max(drivers, 1))
     steps: list[tuple[str, Callable[[], object], int]] = [
         ("parse_fix (JSON + validation)", lambda: [parse_fix(v, now) for v in values], drivers),

@@ -83,21 +83,21 @@ FIX_CLASSES: dict[str, FixMaker] = {
     "latitude as text": lambda r, n: _keyed("latitude as text", {**_fix(r, n), "latitude": "40.7"}, "bad_latitude"),
     "no timestamp": lambda r, n: _keyed(
         "no timestamp", {k: v for k, v in _fix(r, n).items() if k != "timestamp"}, "missing_field"
-    ),  # fmt: skip
+    ),
     "lone surrogate id": lambda r, n: _keyed("lone surrogate id", _fix(r, n, "drv-\ud800"), "bad_driver_id"),
     "control character id": lambda r, n: _keyed("control character id", _fix(r, n, "drv-\u0007"), "bad_driver_id"),
     "65-character id": lambda r, n: _keyed("65-character id", _fix(r, n, "d" * 65), "bad_driver_id"),
     "10**70 id": lambda r, n: Hostile(
         "10**70 id", None, _raw_number(_fix(r, n), "driver_id", _digits(71)), "bad_driver_id"
-    ),  # fmt: skip
+    ),
     "250 s in the future": lambda r, n: _keyed(
         "250 s in the future", {**_fix(r, n), "timestamp": n + 250}, "future_timestamp"
-    ),  # fmt: skip
+    ),
     "milliseconds": lambda r, n: _keyed("milliseconds", {**_fix(r, n), "timestamp": n * 1000}, "future_timestamp"),
     "negative timestamp": lambda r, n: _keyed("negative timestamp", {**_fix(r, n), "timestamp": -1}, "bad_timestamp"),
     "key of another driver": lambda r, n: Hostile(
         "key of another driver", b"attacker", _json(_fix(r, n, "victim")), "key_mismatch"
-    ),  # fmt: skip
+    ),
     "key not UTF-8": lambda r, n: Hostile("key not UTF-8", b"\xff\xfe", _json(_fix(r, n)), "key_mismatch"),
     "heading 720": lambda r, n: _keyed("heading 720", {**_fix(r, n), "heading": 720}, "bad_heading"),
     "status parked": lambda r, n: _keyed("status parked", {**_fix(r, n), "status": "parked"}, "bad_status"),

@@ -83,8 +83,9 @@ class PacedProducer(threading.Thread):
 
     def __init__(self, bootstrap: str, topic: str, rate: int, drivers: int, hostile: float, seconds: float) -> None:
         super().__init__(daemon=True)
-        self.kafka = KafkaProducer(bootstrap_servers=bootstrap.split(","), linger_ms=20, batch_size=131072,
-                                   max_request_size=2 * 1024 * 1024)  # fmt: skip
+        self.kafka = KafkaProducer(
+            bootstrap_servers=bootstrap.split(","), linger_ms=20, batch_size=131072, max_request_size=2 * 1024 * 1024
+        )
         self.topic, self.rate, self.drivers, self.hostile, self.seconds = topic, rate, drivers, hostile, seconds
         self.sent = self.hostile_sent = 0
 
@@ -106,8 +107,16 @@ class PacedProducer(threading.Thread):
                     self.hostile_sent += 1
                 else:
                     i = next(drivers)
-                    fix = Fix(f"drv-{i:06d}", 40.6 + (i % 1000) * 1e-4, -74.0 + (i // 1000) * 1e-4, now, 90.0,
-                              30.0, STATUSES[i % 3], self.sent)  # fmt: skip
+                    fix = Fix(
+                        f"drv-{i:06d}",
+                        40.6 + (i % 1000) * 1e-4,
+                        -74.0 + (i // 1000) * 1e-4,
+                        now,
+                        90.0,
+                        30.0,
+                        STATUSES[i % 3],
+                        self.sent,
+                    )
                     self.kafka.send(self.topic, key=fix.driver_id.encode(), value=encode_fix(fix))
                 self.sent += 1
             delay = started + (n + 1) * SLICE_S - time.monotonic()
@@ -137,14 +146,18 @@ def one_run(args: argparse.Namespace, hostile: float, rep: int) -> dict[str, Any
     with Topic(args.bootstrap_servers, "hostile" if hostile else "clean") as topic:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        dashboard = Child(f"hostile-ingest-{rep}-{label.split()[0]}", dashboard_command(port, topic.name,
-                          args.bootstrap_servers), DASHBOARD_ENV)  # fmt: skip
+        dashboard = Child(
+            f"hostile-ingest-{rep}-{label.split()[0]}",
+            dashboard_command(port, topic.name, args.bootstrap_servers),
+            DASHBOARD_ENV,
+        )
         viewer = socketio.Client(reconnection=False)
         try:
             wait_until(lambda: http_ok(base + "/healthz"), 30, "the dashboard is healthy", [dashboard])
             viewer.connect(base, wait_timeout=10)
-            producer = PacedProducer(args.bootstrap_servers, topic.name, args.rate, args.drivers, hostile,
-                                     args.warmup + args.duration + 1)  # fmt: skip
+            producer = PacedProducer(
+                args.bootstrap_servers, topic.name, args.rate, args.drivers, hostile, args.warmup + args.duration + 1
+            )
             producer.start()
             time.sleep(args.warmup)
             first, cpu0, t0 = sample(base), dashboard.cpu_s(), time.monotonic()
@@ -191,13 +204,22 @@ def main(argv: list[str] | None = None) -> int:
     rows = [medians(runs["clean"]), medians(runs["hostile"])]
     ratio = rows[1]["cpu_us_per_record"] / rows[0]["cpu_us_per_record"]
     print_table(f"The dashboard at {args.rate:,} records/s, medians of {args.reps} runs each", rows, COLUMNS)
-    print(f"CPU per record, hostile / clean: {ratio:.3f} (goal: within 1.10); lag flat: "
-          f"{'yes' if rows[0]['lag_flat'] and rows[1]['lag_flat'] else 'NO'}", flush=True)  # fmt: skip
+    print(
+        f"CPU per record, hostile / clean: {ratio:.3f} (goal: within 1.10); lag flat: "
+        f"{'yes' if rows[0]['lag_flat'] and rows[1]['lag_flat'] else 'NO'}",
+        flush=True,
+    )
     write_result(
         args.json or result_path("hostile_ingest", args.quick),
-        {"command": command_line("bench.hostile_ingest", argv), "machine": info, "configuration": vars(args)
-         | {"json": None}, "runs": runs, "medians": rows, "cpu_ratio": ratio},
-    )  # fmt: skip
+        {
+            "command": command_line("bench.hostile_ingest", argv),
+            "machine": info,
+            "configuration": vars(args) | {"json": None},
+            "runs": runs,
+            "medians": rows,
+            "cpu_ratio": ratio,
+        },
+    )
     return 0
 
 

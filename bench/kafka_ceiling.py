@@ -58,9 +58,11 @@ QUICK = {"messages": 30_000, "reps": 1}
 PRODUCER_SETTINGS = {
     "kafka-python defaults (linger 0 ms, batch 16 KiB)": (0, 16384, None),
     "the simulator's (linger 20 ms, batch 128 KiB)": (
-        ProducerOptions.linger_ms, ProducerOptions.batch_size, ProducerOptions.compression,
+        ProducerOptions.linger_ms,
+        ProducerOptions.batch_size,
+        ProducerOptions.compression,
     ),
-}  # fmt: skip
+}
 # The driver feed's (dashboard/service.py, dashboard/feed.py), fetch_min_bytes aside: a variant of its own below.
 DASHBOARD_CONSUMER = {
     "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
@@ -68,8 +70,12 @@ DASHBOARD_CONSUMER = {
     "fetch_max_bytes": FeedSpec.fetch_max_bytes,
     "max_partition_fetch_bytes": FeedSpec.max_partition_fetch_bytes,
 }
-BIG_POLLS = {**DASHBOARD_CONSUMER, "max_poll_records": 5000, "fetch_max_bytes": 8 * 2**20,
-             "max_partition_fetch_bytes": 2**20}  # fmt: skip
+BIG_POLLS = {
+    **DASHBOARD_CONSUMER,
+    "max_poll_records": 5000,
+    "fetch_max_bytes": 8 * 2**20,
+    "max_partition_fetch_bytes": 2**20,
+}
 # (name, consumer settings, per-record work, processes)
 CONSUMER_VARIANTS = [
     ("kafka-python defaults, records only", {}, "none", 1),
@@ -100,10 +106,24 @@ def producer_part(args: argparse.Namespace, topic: str, records: list[tuple[byte
         runs = [producer_ceiling(args.bootstrap_servers, topic, records, setting) for _ in range(args.reps)]
         rows.append(row_of(name, [r["rate"] for r in runs], [r["cpu_per_fix_us"] for r in runs]))
     size = round(statistics.fmean(len(v) for _, v in records))
-    script = [PYTHON, "-m", "kafka.benchmarks.producer_performance", "--bootstrap-servers", args.bootstrap_servers,
-              "--topic", topic, "--num-records", str(len(records)), "--record-size", str(size),
-              "--stats-interval", "60", "--producer-config", f"linger_ms={ProducerOptions.linger_ms}",
-              f"batch_size={ProducerOptions.batch_size}"]  # fmt: skip
+    script = [
+        PYTHON,
+        "-m",
+        "kafka.benchmarks.producer_performance",
+        "--bootstrap-servers",
+        args.bootstrap_servers,
+        "--topic",
+        topic,
+        "--num-records",
+        str(len(records)),
+        "--record-size",
+        str(size),
+        "--stats-interval",
+        "60",
+        "--producer-config",
+        f"linger_ms={ProducerOptions.linger_ms}",
+        f"batch_size={ProducerOptions.batch_size}",
+    ]
     rates = [len(records) / script_seconds(script) for _ in range(args.reps)]
     rows.append(row_of(f"kafka.benchmarks.producer_performance ({size}-byte zero records, linger 20 ms)", rates, []))
     return rows
@@ -131,8 +151,7 @@ def row_of(name: str, rates: list[float], cpu_us: list[float]) -> dict[str, Any]
 
 def consume(bootstrap: str, topic: str, partitions: list[int], count: int, config: dict, work: str) -> dict:
     """Read ``count`` records from the start of ``partitions`` in this (fresh) process; rate and CPU."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False,
-                             **config)  # fmt: skip
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False, **config)
     tps = [TopicPartition(topic, p) for p in partitions]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
@@ -164,12 +183,15 @@ def consumer_run(args: argparse.Namespace, topic: str, config: dict, work: str, 
     per_process = args.messages // processes
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(processes, mp_context=context, max_tasks_per_child=1) as pool:
-        futures = [pool.submit(consume, args.bootstrap_servers, topic, share, per_process, config, work)
-                   for share in shares]  # fmt: skip
+        futures = [
+            pool.submit(consume, args.bootstrap_servers, topic, share, per_process, config, work) for share in shares
+        ]
         results = [f.result() for f in futures]
     records = sum(r["records"] for r in results)
-    return {"rate": records / max(r["seconds"] for r in results),
-            "cpu_us": sum(r["cpu_s"] for r in results) / records * 1e6}  # fmt: skip
+    return {
+        "rate": records / max(r["seconds"] for r in results),
+        "cpu_us": sum(r["cpu_s"] for r in results) / records * 1e6,
+    }
 
 
 def consumer_part(args: argparse.Namespace, topic: str) -> list[dict[str, Any]]:
@@ -178,9 +200,22 @@ def consumer_part(args: argparse.Namespace, topic: str) -> list[dict[str, Any]]:
         runs = [consumer_run(args, topic, config, work, processes) for _ in range(args.reps)]
         rows.append(row_of(name, [r["rate"] for r in runs], [r["cpu_us"] for r in runs]))
         print(f"  {name}: {rows[-1]['fixes_per_s']:,} fixes/s", flush=True)
-    script = [PYTHON, "-m", "kafka.benchmarks.consumer_performance", "--bootstrap-servers", args.bootstrap_servers,
-              "--topic", topic, "--num-records", str(args.messages), "--stats-interval", "60",
-              "--consumer-config", "group_id=None", "consumer_timeout_ms=10000"]  # fmt: skip
+    script = [
+        PYTHON,
+        "-m",
+        "kafka.benchmarks.consumer_performance",
+        "--bootstrap-servers",
+        args.bootstrap_servers,
+        "--topic",
+        topic,
+        "--num-records",
+        str(args.messages),
+        "--stats-interval",
+        "60",
+        "--consumer-config",
+        "group_id=None",
+        "consumer_timeout_ms=10000",
+    ]
     rates = [args.messages / script_seconds(script) for _ in range(args.reps)]
     rows.append(row_of("kafka.benchmarks.consumer_performance (defaults, iterator)", rates, []))
     return rows
@@ -198,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n[producer] {len(records):,} fixes of {size:.0f} bytes into {topic.name}", flush=True)
         result["producer"] = producer_part(args, topic.name, records)
         print_table(f"producer, median of {args.reps}", result["producer"], COLUMNS)
-        print(f"\n[consumer] {args.messages:,} fixes from the start of {topic.name}, a fresh process per run",
-              flush=True)  # fmt: skip
+        print(
+            f"\n[consumer] {args.messages:,} fixes from the start of {topic.name}, a fresh process per run", flush=True
+        )
         result["consumer"] = consumer_part(args, topic.name)
         print_table(f"consumer, median of {args.reps}", result["consumer"], COLUMNS)
     result["command"] = command_line("bench.kafka_ceiling", argv)

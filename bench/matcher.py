@@ -67,9 +67,11 @@ def main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of the paced phase")
     parser.add_argument("--burst", type=int, default=20000, help="requests sent at once after the paced phase")
     parser.add_argument(
-        "--reservation-timeout-s", type=float, default=2.0,
+        "--reservation-timeout-s",
+        type=float,
+        default=2.0,
         help="the matcher's hold on a matched driver; no simulated trip starts, so this frees drivers",
-    )  # fmt: skip
+    )
     return parser
 
 
@@ -173,8 +175,10 @@ def time_puts(index, drivers: dict[str, tuple[float, float]], rnd: random.Random
 
 def part_query(args: argparse.Namespace) -> list[dict]:
     rows = []
-    print(f"\n[query] nearest free driver within {RADIUS_M / 1000:g} km, {args.queries} queries per index, "
-          f"drivers and riders uniform over the nyc box {BOX}")  # fmt: skip
+    print(
+        f"\n[query] nearest free driver within {RADIUS_M / 1000:g} km, {args.queries} queries per index, "
+        f"drivers and riders uniform over the nyc box {BOX}"
+    )
     print(f"{'drivers':>7} {'index':>16} {'median us':>10} {'p99 us':>9} {'vs brute':>9} {'put us':>7} {'wrong':>5}")
     for count in (int(n) for n in args.drivers.split(",")):
         rnd = random.Random(count)
@@ -197,16 +201,24 @@ def part_query(args: argparse.Namespace) -> list[dict]:
             worst = time_queries(index, lonely, expected_lonely)
             baseline = baseline or timing["median_us"]
             row = {
-                "drivers": count, "index": name, **timing, "speedup_vs_brute": baseline / timing["median_us"],
-                "no_driver_median_us": worst["median_us"], "no_driver_wrong": worst["wrong"],
+                "drivers": count,
+                "index": name,
+                **timing,
+                "speedup_vs_brute": baseline / timing["median_us"],
+                "no_driver_median_us": worst["median_us"],
+                "no_driver_wrong": worst["wrong"],
                 "put_us": time_puts(index, drivers, rnd),
-            }  # fmt: skip
+            }
             rows.append(row)
             wrong = row["wrong"] + row["no_driver_wrong"]
-            print(f"{count:>7} {name:>16} {row['median_us']:>10.1f} {row['p99_us']:>9.1f} "
-                  f"{row['speedup_vs_brute']:>8.0f}x {row['put_us']:>7.2f} {wrong:>5}")  # fmt: skip
-        print(f"{'':>7} {'(no driver in 5 km)':>16} " + ", ".join(
-            f"{r['index']} {r['no_driver_median_us']:.0f} us" for r in rows if r["drivers"] == count))  # fmt: skip
+            print(
+                f"{count:>7} {name:>16} {row['median_us']:>10.1f} {row['p99_us']:>9.1f} "
+                f"{row['speedup_vs_brute']:>8.0f}x {row['put_us']:>7.2f} {wrong:>5}"
+            )
+        print(
+            f"{'':>7} {'(no driver in 5 km)':>16} "
+            + ", ".join(f"{r['index']} {r['no_driver_median_us']:.0f} us" for r in rows if r["drivers"] == count)
+        )
     return rows
 
 
@@ -282,26 +294,64 @@ def part_service(args: argparse.Namespace) -> dict:
     topics = {name: f"bench-matcher-{name}-{suffix}" for name in ("drivers", "requests", "matches")}
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
     ensure_topics(admin, dict.fromkeys(topics.values(), 6))
-    print(f"\n[service] python -m matcher, {args.fleet} simulated drivers at 1 Hz, reservation timeout "
-          f"{args.reservation_timeout_s:g} s; {args.rate:g} requests/s for {args.duration:g} s, "
-          f"then {args.burst} at once")  # fmt: skip
+    print(
+        f"\n[service] python -m matcher, {args.fleet} simulated drivers at 1 Hz, reservation timeout "
+        f"{args.reservation_timeout_s:g} s; {args.rate:g} requests/s for {args.duration:g} s, "
+        f"then {args.burst} at once"
+    )
     children: list[subprocess.Popen] = []
     broker = broker_process()
     try:
         simulator = subprocess.Popen(
-            [PYTHON, "-m", "simulator", "--bootstrap-servers", bootstrap, "--topic", topics["drivers"],
-             "--drivers", str(args.fleet), "--interval", "1", "--on-trip-share", "0", "--offline-share", "0",
-             "--log-level", "WARNING"],
-            cwd=ROOT, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                PYTHON,
+                "-m",
+                "simulator",
+                "--bootstrap-servers",
+                bootstrap,
+                "--topic",
+                topics["drivers"],
+                "--drivers",
+                str(args.fleet),
+                "--interval",
+                "1",
+                "--on-trip-share",
+                "0",
+                "--offline-share",
+                "0",
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
         children.append(simulator)
         matcher = subprocess.Popen(
-            [PYTHON, "-m", "matcher", "--bootstrap-servers", bootstrap, "--driver-topic", topics["drivers"],
-             "--request-topic", topics["requests"], "--match-topic", topics["matches"],
-             "--group-id", f"bench-{suffix}", "--instance-id", "bench", "--log-interval-s", "5",
-             "--reservation-timeout-s", str(args.reservation_timeout_s)],
-            cwd=ROOT, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                PYTHON,
+                "-m",
+                "matcher",
+                "--bootstrap-servers",
+                bootstrap,
+                "--driver-topic",
+                topics["drivers"],
+                "--request-topic",
+                topics["requests"],
+                "--match-topic",
+                topics["matches"],
+                "--group-id",
+                f"bench-{suffix}",
+                "--instance-id",
+                "bench",
+                "--log-interval-s",
+                "5",
+                "--reservation-timeout-s",
+                str(args.reservation_timeout_s),
+            ],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         children.append(matcher)
         log_lines: list[str] = []
         threading.Thread(target=lambda: log_lines.extend(iter(matcher.stderr.readline, "")), daemon=True).start()
@@ -355,13 +405,17 @@ def part_service(args: argparse.Namespace) -> dict:
         ours = {*topics.values(), topics["requests"] + ".dlq"}  # the dead-letter topic exists once the matcher ran
         admin.delete_topics([name for name in admin.list_topics() if name in ours])
         admin.close()
-    print(f"{'phase':>6} {'requests':>8} {'answered':>8} {'matched':>8} {'answers/s':>9} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'matcher CPU':>11} {'broker CPU':>10}")  # fmt: skip
+    print(
+        f"{'phase':>6} {'requests':>8} {'answered':>8} {'matched':>8} {'answers/s':>9} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'matcher CPU':>11} {'broker CPU':>10}"
+    )
     for name in ("paced", "burst"):
         row = results[name]
-        print(f"{name:>6} {row['requests']:>8} {row['answered']:>8} {row['matched']:>8} {row['answers_per_s']:>9,.0f} "
-              f"{row['latency_p50_ms']:>7.0f} {row['latency_p99_ms']:>7.0f} {row['matcher_cpu_pct']:>10.0f}% "
-              f"{row['broker_cpu_pct']:>9.0f}%")  # fmt: skip
+        print(
+            f"{name:>6} {row['requests']:>8} {row['answered']:>8} {row['matched']:>8} {row['answers_per_s']:>9,.0f} "
+            f"{row['latency_p50_ms']:>7.0f} {row['latency_p99_ms']:>7.0f} {row['matcher_cpu_pct']:>10.0f}% "
+            f"{row['broker_cpu_pct']:>9.0f}%"
+        )
     print(f"answered twice: {results['duplicates']}")
     return results
 

@@ -66,23 +66,35 @@ LAG_FLAT_SHARE = 0.01
 COUNTERS = ("produced", "consumed", "server_cpu_s", "simulator_cpu_s", "broker_cpu_s", "machine_busy_s")
 FRESH_WITHIN_S = 1.5  # interval + 500 ms, the latency target: a driver held this fresh was delivered in time
 START_S = 60  # the most a simulator may take to send its first fix (python start-up, Kafka, the fleet)
-QUICK = {"drivers": "1000,10000", "clients": "1,5", "baseline": "1000x1,10000x5", "duration": 10.0,
-         "baseline_duration": 10.0, "reps": 1, "warmup": 5.0}  # fmt: skip
+QUICK = {
+    "drivers": "1000,10000",
+    "clients": "1,5",
+    "baseline": "1000x1,10000x5",
+    "duration": 10.0,
+    "baseline_duration": 10.0,
+    "reps": 1,
+    "warmup": 5.0,
+}
 
 
 def main_parser() -> argparse.ArgumentParser:
     parser = bench_parser("bench.pipeline", __doc__, QUICK, "pipeline")
     parser.add_argument("--drivers", default="1000,10000,30000", help="fleet sizes, drivers at 1 Hz")
     parser.add_argument("--clients", default="1,10,50", help="Socket.IO clients per run")
-    parser.add_argument("--baseline", default="1000x1,1000x10,10000x1,10000x10",
-                        help="DRIVERSxCLIENTS runs repeated with the tutorial dashboard ('' for none)")  # fmt: skip
+    parser.add_argument(
+        "--baseline",
+        default="1000x1,1000x10,10000x1,10000x10",
+        help="DRIVERSxCLIENTS runs repeated with the tutorial dashboard ('' for none)",
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per measured window")
-    parser.add_argument("--baseline-duration", type=float, default=30.0,
-                        help="seconds per measured window of the tutorial runs")  # fmt: skip
+    parser.add_argument(
+        "--baseline-duration", type=float, default=30.0, help="seconds per measured window of the tutorial runs"
+    )
     parser.add_argument("--reps", type=int, default=3, help="measured windows per run (medians reported)")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds discarded after the simulator starts")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy the dashboard during each run's first window: where its CPU goes")  # fmt: skip
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the dashboard during each run's first window: where its CPU goes"
+    )
     return parser
 
 
@@ -110,8 +122,17 @@ class Server:
         if run.server == OURS:
             args, env = dashboard_command(self.port, topic, bootstrap), DASHBOARD_ENV
         else:
-            args = [PYTHON, "-m", "bench.tutorial_dashboard", "--port", str(self.port), "--topic", topic,
-                    "--bootstrap-servers", bootstrap]  # fmt: skip
+            args = [
+                PYTHON,
+                "-m",
+                "bench.tutorial_dashboard",
+                "--port",
+                str(self.port),
+                "--topic",
+                topic,
+                "--bootstrap-servers",
+                bootstrap,
+            ]
             env = {}
         self.child = Child(f"{run.server}-{run.drivers}x{run.clients}", args, env)
 
@@ -130,8 +151,23 @@ class Server:
 
 def client_command(run: Run, base: str, out: Path, duration_s: float) -> list[str]:
     protocol = "frames" if run.server == OURS else "tutorial"
-    return [PYTHON, "-m", "bench.client", "--url", base, "--protocol", protocol, "--drivers", str(run.drivers),
-            "--fresh-within", str(FRESH_WITHIN_S), "--duration", str(duration_s), "--out", str(out)]  # fmt: skip
+    return [
+        PYTHON,
+        "-m",
+        "bench.client",
+        "--url",
+        base,
+        "--protocol",
+        protocol,
+        "--drivers",
+        str(run.drivers),
+        "--fresh-within",
+        str(FRESH_WITHIN_S),
+        "--duration",
+        str(duration_s),
+        "--out",
+        str(out),
+    ]
 
 
 def connected(path: Path) -> bool:
@@ -150,8 +186,10 @@ def run_configuration(run: Run, bootstrap: str) -> dict[str, Any]:
             health = "/healthz"
             wait_until(lambda: http_ok(server.base + health), 60, f"{run.server} is healthy", children)
             outs = [server.child.log_path.with_name(f"{server.child.name}-client{i}.jsonl") for i in range(run.clients)]
-            clients = [Child(f"{server.child.name}-client{i}", client_command(run, server.base, out, total_s + 30))
-                       for i, out in enumerate(outs)]  # fmt: skip
+            clients = [
+                Child(f"{server.child.name}-client{i}", client_command(run, server.base, out, total_s + 30))
+                for i, out in enumerate(outs)
+            ]
             children += clients
             wait_until(lambda: all(connected(o) for o in outs), 120, f"{run.clients} clients connected", children)
             commands = simulator_commands(run.drivers, topic.name, bootstrap, total_s + 5)
@@ -165,8 +203,14 @@ def run_configuration(run: Run, bootstrap: str) -> dict[str, Any]:
         lines = [read_lines(out) for out in outs]
     windows = window_bounds(samples, run)
     reps = [summarize_window(run, samples, lines, start, end) for start, end in windows]
-    result = {**asdict(run), "topic": topic.name, "aborted": aborted, "server_peak_rss_mib": round(peak_rss),
-              "windows": reps, "samples": samples}  # fmt: skip
+    result = {
+        **asdict(run),
+        "topic": topic.name,
+        "aborted": aborted,
+        "server_peak_rss_mib": round(peak_rss),
+        "windows": reps,
+        "samples": samples,
+    }
     if run.profile:
         result["profile"] = summarize_profile(profile_path(server.child))
     if reps:
@@ -190,12 +234,18 @@ def sample(
         time.sleep(max(0.0, second - time.time()))
         end_offsets = produced(offsets, tps)
         rss = server.child.rss_mib()
-        samples.append({
-            "t": second, "produced": end_offsets, "consumed": server.consumed(),
-            "server_cpu_s": round(server.child.cpu_s(), 3), "server_rss_mib": round(rss, 1),
-            "simulator_cpu_s": round(sum(s.cpu_s() for s in simulators), 3),
-            "broker_cpu_s": round(cpu_seconds(broker), 3), "machine_busy_s": round(machine_busy_s(), 3),
-        })  # fmt: skip
+        samples.append(
+            {
+                "t": second,
+                "produced": end_offsets,
+                "consumed": server.consumed(),
+                "server_cpu_s": round(server.child.cpu_s(), 3),
+                "server_rss_mib": round(rss, 1),
+                "simulator_cpu_s": round(sum(s.cpu_s() for s in simulators), 3),
+                "broker_cpu_s": round(cpu_seconds(broker), 3),
+                "machine_busy_s": round(machine_busy_s(), 3),
+            }
+        )
         if first_fix is None and end_offsets:
             first_fix = second
             deadline = second + math.ceil(run.warmup_s) + round(run.reps * run.window_s) + 1
@@ -227,19 +277,38 @@ def profile_path(child: Child) -> Path:
 
 def start_profiler(server: Child, seconds: float) -> Child:
     """py-spy samples the server's stacks for ``seconds`` without pausing it (collapsed stacks, idle left out)."""
-    command = [str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(server.process.pid), "--duration",
-               str(round(seconds)), "--rate", "100", "--nonblocking", "--format", "raw",
-               "--output", str(profile_path(server))]  # fmt: skip
+    command = [
+        str(Path(PYTHON).parent / "py-spy"),
+        "record",
+        "--pid",
+        str(server.process.pid),
+        "--duration",
+        str(round(seconds)),
+        "--rate",
+        "100",
+        "--nonblocking",
+        "--format",
+        "raw",
+        "--output",
+        str(profile_path(server)),
+    ]
     return Child(f"{server.name}-pyspy", command)
 
 
 # Where a sampled frame's code lives (py-spy writes "function (package/file.py:line)"); the first match wins.
 PROFILE_AREAS = [
-    ("(fleet/schema.py", "parse_fix (JSON + validation)"), ("(fleet/state.py", "fleet state"),
-    ("(fleet/frames.py", "frame encoding"), ("(dashboard/metrics.py", "latency metrics"), ("(dashboard/", "dashboard"),
-    ("(kafka/", "kafka-python"), ("(engineio/", "python-engineio/socketio"), ("(socketio/", "python-engineio/socketio"),
-    ("(eventlet/", "eventlet (hub, green sockets, WebSocket)"), ("(json/", "json"), ("(prometheus_client/", "metrics"),
-]  # fmt: skip
+    ("(fleet/schema.py", "parse_fix (JSON + validation)"),
+    ("(fleet/state.py", "fleet state"),
+    ("(fleet/frames.py", "frame encoding"),
+    ("(dashboard/metrics.py", "latency metrics"),
+    ("(dashboard/", "dashboard"),
+    ("(kafka/", "kafka-python"),
+    ("(engineio/", "python-engineio/socketio"),
+    ("(socketio/", "python-engineio/socketio"),
+    ("(eventlet/", "eventlet (hub, green sockets, WebSocket)"),
+    ("(json/", "json"),
+    ("(prometheus_client/", "metrics"),
+]
 
 
 OTHER_AREA = "other (stdlib: sockets, selectors, threading...)"
@@ -265,8 +334,10 @@ def summarize_profile(path: Path, top: int = 15) -> dict[str, Any] | None:
     if not total:
         return None
     share = {k: round(100 * v / total, 1) for k, v in sorted(areas.items(), key=lambda kv: -kv[1])}
-    functions = [{"function": k, "self_pct": round(100 * v / total, 1)}
-                 for k, v in sorted(leaves.items(), key=lambda kv: -kv[1])[:top]]  # fmt: skip
+    functions = [
+        {"function": k, "self_pct": round(100 * v / total, 1)}
+        for k, v in sorted(leaves.items(), key=lambda kv: -kv[1])[:top]
+    ]
     return {"samples": total, "self_time_by_area_pct": share, "top_functions": functions, "raw": str(path)}
 
 
@@ -389,29 +460,44 @@ def client_figures(run: Run, lines: list[list[dict[str, Any]]], start: int, end:
 # --- tables --------------------------------------------------------------------------------------
 
 COLUMNS = [
-    ("drivers", "drivers", ","), ("clients", "clients", ""), ("produced_per_s", "produced/s", ",.0f"),
-    ("consumed_per_s", "consumed/s", ",.0f"), ("delivered_per_s_per_client", "delivered/s/client", ",.0f"),
-    ("lag_max", "lag max", ",.0f"), ("lag_slope_per_s", "lag slope/s", ",.1f"), ("lag_flat", "flat", ""),
-    ("latency_p50_ms", "p50 ms", ",.0f"), ("latency_p95_ms", "p95 ms", ",.0f"), ("latency_p99_ms", "p99 ms", ",.0f"),
-    ("latency_max_ms", "max ms", ",.0f"), ("fresh_share_min", "fresh min", ".2%"),
-    ("every_client_every_driver_each_second", "all fresh", ""), ("server_cpu_pct", "CPU %", ".0f"),
-    ("server_peak_rss_mib", "peak RSS MiB", ",.0f"), ("bytes_per_s_per_client", "B/s/client", ",.0f"),
+    ("drivers", "drivers", ","),
+    ("clients", "clients", ""),
+    ("produced_per_s", "produced/s", ",.0f"),
+    ("consumed_per_s", "consumed/s", ",.0f"),
+    ("delivered_per_s_per_client", "delivered/s/client", ",.0f"),
+    ("lag_max", "lag max", ",.0f"),
+    ("lag_slope_per_s", "lag slope/s", ",.1f"),
+    ("lag_flat", "flat", ""),
+    ("latency_p50_ms", "p50 ms", ",.0f"),
+    ("latency_p95_ms", "p95 ms", ",.0f"),
+    ("latency_p99_ms", "p99 ms", ",.0f"),
+    ("latency_max_ms", "max ms", ",.0f"),
+    ("fresh_share_min", "fresh min", ".2%"),
+    ("every_client_every_driver_each_second", "all fresh", ""),
+    ("server_cpu_pct", "CPU %", ".0f"),
+    ("server_peak_rss_mib", "peak RSS MiB", ",.0f"),
+    ("bytes_per_s_per_client", "B/s/client", ",.0f"),
     ("server_cpu_us_per_delivered_fix", "CPU us/fix", ",.2f"),
-]  # fmt: skip
+]
 RATIO_COLUMNS = [
-    ("drivers", "drivers", ","), ("clients", "clients", ""),
+    ("drivers", "drivers", ","),
+    ("clients", "clients", ""),
     ("delivered_per_s", "delivered fixes/s", ".2f"),
     ("delivered_per_server_cpu_s", "fixes per CPU s", ".2f"),
     ("server_cpu_us_per_delivered_fix", "CPU per fix", ".3f"),
     ("bytes_per_s_per_client", "bytes/s per client", ".3f"),
     ("bytes_per_delivered_fix", "bytes per fix", ".3f"),
     ("latency_p99_ms", "p99 latency", ".3f"),
-]  # fmt: skip
+]
 
 
 def table_row(result: dict[str, Any]) -> dict[str, Any]:
-    return {**result.get("median", {}), "drivers": result["drivers"], "clients": result["clients"],
-            "server_peak_rss_mib": result["server_peak_rss_mib"]}  # fmt: skip
+    return {
+        **result.get("median", {}),
+        "drivers": result["drivers"],
+        "clients": result["clients"],
+        "server_peak_rss_mib": result["server_peak_rss_mib"],
+    }
 
 
 def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -449,8 +535,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(runs)} runs, about {minutes:.0f} minutes", flush=True)
     results = []
     for run in runs:
-        print(f"\n[{run.server}] {run.drivers} drivers, {run.clients} clients: "
-              f"{run.warmup_s:g} s warm-up + {run.reps} x {run.window_s:g} s", flush=True)  # fmt: skip
+        print(
+            f"\n[{run.server}] {run.drivers} drivers, {run.clients} clients: "
+            f"{run.warmup_s:g} s warm-up + {run.reps} x {run.window_s:g} s",
+            flush=True,
+        )
         result = run_configuration(run, args.bootstrap_servers)
         results.append(result)
         if result["aborted"]:
@@ -459,9 +548,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  profile (self time): {result['profile']['self_time_by_area_pct']}", flush=True)
         if "median" in result:
             m = result["median"]
-            print(f"  delivered {m['delivered_per_s_per_client']:,.0f}/s per client, consumed "
-                  f"{m['consumed_per_s']:,.0f}/s, lag max {m['lag_max']}, p99 {m['latency_p99_ms']} ms, "
-                  f"CPU {m['server_cpu_pct']:.0f} %, fresh min {m['fresh_share_min']:.2%}", flush=True)  # fmt: skip
+            print(
+                f"  delivered {m['delivered_per_s_per_client']:,.0f}/s per client, consumed "
+                f"{m['consumed_per_s']:,.0f}/s, lag max {m['lag_max']}, p99 {m['latency_p99_ms']} ms, "
+                f"CPU {m['server_cpu_pct']:.0f} %, fresh min {m['fresh_share_min']:.2%}",
+                flush=True,
+            )
     for server in (OURS, TUTORIAL):
         rows = [table_row(r) for r in results if r["server"] == server]
         if rows:
@@ -471,9 +563,16 @@ def main(argv: list[str] | None = None) -> int:
     if ratio_rows:
         print_table("ours / tutorial, same configuration, same run", ratio_rows, RATIO_COLUMNS)
     command = command_line("bench.pipeline", argv)
-    write_result(args.json or result_path("pipeline", args.quick),
-                 {"machine": info, "command": command, "configuration": vars(args) | {"json": None},
-                  "runs": results, "ratios": ratio_rows})  # fmt: skip
+    write_result(
+        args.json or result_path("pipeline", args.quick),
+        {
+            "machine": info,
+            "command": command,
+            "configuration": vars(args) | {"json": None},
+            "runs": results,
+            "ratios": ratio_rows,
+        },
+    )
     return 0
 
 

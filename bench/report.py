@@ -43,12 +43,18 @@ def pipeline_section(result: dict[str, Any]) -> list[str]:
 
 # Where the CPU went in each run, and how the figures varied between windows.
 EXTRA_COLUMNS = [
-    ("drivers", "drivers", ","), ("clients", "clients", ""), ("server_cpu_pct", "server CPU %", ".0f"),
-    ("simulator_cpu_pct", "simulator CPU %", ".0f"), ("broker_cpu_pct", "broker CPU %", ".0f"),
-    ("clients_cpu_pct", "clients CPU %", ".0f"), ("machine_cpu_pct", "machine CPU % (of 200)", ".0f"),
-    ("server_rss_mib_max", "RSS MiB", ".0f"), ("client_seconds_all_fresh", "client-seconds all fresh", ".2%"),
-    ("fresh_share_mean", "fresh mean", ".3%"), ("delivered_per_server_cpu_s", "fixes per CPU s", ",.0f"),
-]  # fmt: skip
+    ("drivers", "drivers", ","),
+    ("clients", "clients", ""),
+    ("server_cpu_pct", "server CPU %", ".0f"),
+    ("simulator_cpu_pct", "simulator CPU %", ".0f"),
+    ("broker_cpu_pct", "broker CPU %", ".0f"),
+    ("clients_cpu_pct", "clients CPU %", ".0f"),
+    ("machine_cpu_pct", "machine CPU % (of 200)", ".0f"),
+    ("server_rss_mib_max", "RSS MiB", ".0f"),
+    ("client_seconds_all_fresh", "client-seconds all fresh", ".2%"),
+    ("fresh_share_mean", "fresh mean", ".3%"),
+    ("delivered_per_server_cpu_s", "fixes per CPU s", ",.0f"),
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,10 +65,17 @@ def main(argv: list[str] | None = None) -> int:
         sections += pipeline_section(result)
     result = load(args.dir, "browser_fps")
     if result:
-        rows = [{**r["median"], "drivers": r["drivers"], "meets_30_fps": r["median"]["fps"] >= browser_fps.TARGET_FPS}
-                for r in result["fleets"]]  # fmt: skip
-        sections += [f"browser: {describe(result['machine'])}", f"`{result['command']}`", "",
-                     markdown_table(rows, browser_fps.COLUMNS), ""]  # fmt: skip
+        rows = [
+            {**r["median"], "drivers": r["drivers"], "meets_30_fps": r["median"]["fps"] >= browser_fps.TARGET_FPS}
+            for r in result["fleets"]
+        ]
+        sections += [
+            f"browser: {describe(result['machine'])}",
+            f"`{result['command']}`",
+            "",
+            markdown_table(rows, browser_fps.COLUMNS),
+            "",
+        ]
     result = load(args.dir, "kafka_ceiling")
     if result:
         sections += [f"kafka: {describe(result['machine'])}", f"`{result['command']}`", ""]

@@ -74,10 +74,11 @@ def main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--messages", type=int, default=60000, help="fixes per producer-part run")
     parser.add_argument("--reps", type=int, default=3, help="producer-part runs per setting (median kept)")
     parser.add_argument(
-        "--riders-per-minute", default="0",
+        "--riders-per-minute",
+        default="0",
         help="ride requests a minute in the paced part, comma-separated to compare (e.g. 0,600); "
         "requests and answers go to topics of the run's own",
-    )  # fmt: skip
+    )
     parser.add_argument("--profile-drivers", type=int, default=10000, help="fleet size of the profile part")
     parser.add_argument("--profile-duration", type=float, default=15.0, help="seconds of the profile part")
     parser.add_argument("--linger-ms", type=int, default=ProducerOptions.linger_ms, help="paced and profile parts")
@@ -120,8 +121,10 @@ def producer_ceiling(bootstrap: str, topic: str, records: list[tuple[bytes, byte
 
 def part_producer(args: argparse.Namespace, topic: str) -> list[dict]:
     records = sample_fixes(args.messages)
-    print(f"\n[producer] {len(records)} fixes of {statistics.mean(len(v) for _, v in records):.0f} bytes, "
-          f"median of {args.reps} runs per setting")  # fmt: skip
+    print(
+        f"\n[producer] {len(records)} fixes of {statistics.mean(len(v) for _, v in records):.0f} bytes, "
+        f"median of {args.reps} runs per setting"
+    )
     print(f"{'linger_ms':>9} {'batch_size':>10} {'compression':>11} {'fixes/s':>9} {'CPU us/fix':>10}")
     rows = []
     for setting in [s for s in PRODUCER_SETTINGS if s[2] != "lz4" or has_lz4()]:
@@ -130,9 +133,16 @@ def part_producer(args: argparse.Namespace, topic: str) -> list[dict]:
         cpu = statistics.median(r["cpu_per_fix_us"] for r in runs)
         linger_ms, batch_size, compression = setting
         print(f"{linger_ms:>9} {batch_size:>10} {compression or 'none':>11} {rate:>9,.0f} {cpu:>10.1f}")
-        rows.append({"linger_ms": linger_ms, "batch_size": batch_size, "compression": compression,
-                     "fixes_per_s": round(rate), "cpu_us_per_fix": round(cpu, 1),
-                     "runs": [round(r["rate"]) for r in runs]})  # fmt: skip
+        rows.append(
+            {
+                "linger_ms": linger_ms,
+                "batch_size": batch_size,
+                "compression": compression,
+                "fixes_per_s": round(rate),
+                "cpu_us_per_fix": round(cpu, 1),
+                "runs": [round(r["rate"]) for r in runs],
+            }
+        )
     return rows
 
 
@@ -141,8 +151,18 @@ def part_producer(args: argparse.Namespace, topic: str) -> list[dict]:
 
 def simulator_flags(args: argparse.Namespace, topic: str, riders: float) -> list[str]:
     """Batching and riders: what the paced part sets beyond the shared simulator command."""
-    return ["--linger-ms", str(args.linger_ms), "--batch-size", str(args.batch_size), "--riders-per-minute",
-            str(riders), "--request-topic", f"{topic}-requests", "--match-topic", f"{topic}-matches"]  # fmt: skip
+    return [
+        "--linger-ms",
+        str(args.linger_ms),
+        "--batch-size",
+        str(args.batch_size),
+        "--riders-per-minute",
+        str(riders),
+        "--request-topic",
+        f"{topic}-requests",
+        "--match-topic",
+        f"{topic}-matches",
+    ]
 
 
 def thread_cpu(process: psutil.Process) -> dict[str, float]:
@@ -157,8 +177,15 @@ def thread_cpu(process: psutil.Process) -> dict[str, float]:
 
 
 def paced_run(args: argparse.Namespace, topic: str, drivers: int, processes: int, riders: float = 0.0) -> dict:
-    commands = simulator_commands(drivers, topic, args.bootstrap_servers, args.duration, processes, args.interval,
-                                  simulator_flags(args, topic, riders))  # fmt: skip
+    commands = simulator_commands(
+        drivers,
+        topic,
+        args.bootstrap_servers,
+        args.duration,
+        processes,
+        args.interval,
+        simulator_flags(args, topic, riders),
+    )
     with Simulators(f"simulator-rate-{drivers}x{processes}", commands) as simulators:
         broker = broker_process()
         # Threads are sampled from 3 s in to 1 s before the end: the steady state, without start-up.
@@ -184,23 +211,35 @@ def paced_run(args: argparse.Namespace, topic: str, drivers: int, processes: int
     main_cpu = sum(b["main"] - a["main"] for a, b in zip(early, late, strict=True)) / steady_s
     sender_cpu = sum(b["others"] - a["others"] for a, b in zip(early, late, strict=True)) / steady_s
     return {
-        "drivers": drivers, "processes": processes, "riders_per_minute": riders,
-        "target_per_s": target, "achieved_per_s": round(rate, 1),
-        "rate_error_pct": round(error * 100, 2), "worst_window_error_pct": max(windows, default=0.0, key=abs),
-        "sent": sent, "acked": acked, "failed": failed,
-        "max_lag_ms": max(lags, default=0), "skipped_ahead": skipped,
-        "cpu_main_thread_pct": round(main_cpu * 100), "cpu_sender_threads_pct": round(sender_cpu * 100),
+        "drivers": drivers,
+        "processes": processes,
+        "riders_per_minute": riders,
+        "target_per_s": target,
+        "achieved_per_s": round(rate, 1),
+        "rate_error_pct": round(error * 100, 2),
+        "worst_window_error_pct": max(windows, default=0.0, key=abs),
+        "sent": sent,
+        "acked": acked,
+        "failed": failed,
+        "max_lag_ms": max(lags, default=0),
+        "skipped_ahead": skipped,
+        "cpu_main_thread_pct": round(main_cpu * 100),
+        "cpu_sender_threads_pct": round(sender_cpu * 100),
         "cpu_broker_pct": round(broker_cpu / steady_s * 100) if broker else None,
         "sustained": abs(error) < MAX_RATE_ERROR and acked == sent and not skipped,
-    }  # fmt: skip
+    }
 
 
 def part_paced(args: argparse.Namespace, topic: str) -> list[dict]:
-    print(f"\n[paced] python -m simulator, {args.duration:g} s per run, interval {args.interval:g} s, "
-          f"linger {args.linger_ms} ms, batch {args.batch_size} bytes")  # fmt: skip
-    print(f"{'drivers':>8} {'procs':>5} {'riders/min':>10} {'target/s':>9} {'achieved/s':>10} {'error':>7} "
-          f"{'worst 5s':>8} {'max lag':>8} {'acked':>6} {'CPU main':>8} {'sender':>7} {'broker':>7}  "
-          "sustained")  # fmt: skip
+    print(
+        f"\n[paced] python -m simulator, {args.duration:g} s per run, interval {args.interval:g} s, "
+        f"linger {args.linger_ms} ms, batch {args.batch_size} bytes"
+    )
+    print(
+        f"{'drivers':>8} {'procs':>5} {'riders/min':>10} {'target/s':>9} {'achieved/s':>10} {'error':>7} "
+        f"{'worst 5s':>8} {'max lag':>8} {'acked':>6} {'CPU main':>8} {'sender':>7} {'broker':>7}  "
+        "sustained"
+    )
     rows = []
     rider_rates = [float(r) for r in args.riders_per_minute.split(",")]
     for processes in (int(p) for p in args.processes.split(",")):
@@ -209,11 +248,13 @@ def part_paced(args: argparse.Namespace, topic: str) -> list[dict]:
             rows.append(row)
             acked = "all" if row["acked"] == row["sent"] else f"{row['acked'] / row['sent']:.1%}"
             broker = f"{row['cpu_broker_pct']}%" if row["cpu_broker_pct"] is not None else "-"
-            print(f"{drivers:>8} {processes:>5} {riders:>10g} {row['target_per_s']:>9,.0f} "
-                  f"{row['achieved_per_s']:>10,.1f} "
-                  f"{row['rate_error_pct']:>+6.2f}% {row['worst_window_error_pct']:>+7.1f}% "
-                  f"{row['max_lag_ms']:>6} ms {acked:>6} {row['cpu_main_thread_pct']:>7}% "
-                  f"{row['cpu_sender_threads_pct']:>6}% {broker:>7}  {'yes' if row['sustained'] else 'NO'}")  # noqa: E501  # fmt: skip
+            print(
+                f"{drivers:>8} {processes:>5} {riders:>10g} {row['target_per_s']:>9,.0f} "
+                f"{row['achieved_per_s']:>10,.1f} "
+                f"{row['rate_error_pct']:>+6.2f}% {row['worst_window_error_pct']:>+7.1f}% "
+                f"{row['max_lag_ms']:>6} ms {acked:>6} {row['cpu_main_thread_pct']:>7}% "
+                f"{row['cpu_sender_threads_pct']:>6}% {broker:>7}  {'yes' if row['sustained'] else 'NO'}"
+            )  # noqa: E501
     return rows
 
 
@@ -222,14 +263,18 @@ def part_paced(args: argparse.Namespace, topic: str) -> list[dict]:
 
 def part_profile(args: argparse.Namespace, topic: str) -> dict:
     drivers, duration = args.profile_drivers, args.profile_duration
-    print(f"\n[profile] {drivers} drivers every {args.interval:g} s for {duration:g} s in-process under cProfile "
-          "(main thread only; the sender thread's share is in the paced table)")  # fmt: skip
+    print(
+        f"\n[profile] {drivers} drivers every {args.interval:g} s for {duration:g} s in-process under cProfile "
+        "(main thread only; the sender thread's share is in the paced table)"
+    )
     fleet_config = FleetConfig(drivers=drivers, interval_s=args.interval, mix=StatusMix(offline_share=0.0))
     fleet = SimulatedFleet(fleet_config, seed=1)
     config = RunConfig(
-        bootstrap=args.bootstrap_servers, topic=topic, duration_s=duration,
+        bootstrap=args.bootstrap_servers,
+        topic=topic,
+        duration_s=duration,
         producer=ProducerOptions(linger_ms=args.linger_ms, batch_size=args.batch_size),
-    )  # fmt: skip
+    )
     profiler = cProfile.Profile()
     profiler.enable()
     totals = run(fleet, config, threading.Event())
@@ -242,8 +287,15 @@ def part_profile(args: argparse.Namespace, topic: str) -> dict:
         stats.stats.items(), key=lambda item: item[1][2], reverse=True
     )[:18]:
         where = f"{Path(filename).parent.name}/{Path(filename).name}:{line}" if line else filename
-        rows.append({"function": f"{name} ({where})", "calls": calls, "tottime_s": round(tottime, 3),
-                     "share_pct": round(tottime / total * 100, 1), "cumtime_s": round(cumtime, 3)})  # fmt: skip
+        rows.append(
+            {
+                "function": f"{name} ({where})",
+                "calls": calls,
+                "tottime_s": round(tottime, 3),
+                "share_pct": round(tottime / total * 100, 1),
+                "cumtime_s": round(cumtime, 3),
+            }
+        )
     print(totals.line())
     print(f"{'share':>6} {'tottime':>8} {'calls':>9}  function")
     for row in rows:
@@ -252,8 +304,14 @@ def part_profile(args: argparse.Namespace, topic: str) -> dict:
     print("by area: " + ", ".join(f"{name} {share:.0f}%" for name, share in groups.items()))
     buffer = io.StringIO()
     pstats.Stats(profiler, stream=buffer).sort_stats("cumtime").print_stats(25)
-    return {"drivers": drivers, "seconds": duration, "totals": totals.line(), "top_tottime": rows,
-            "by_area_pct": groups, "cumulative": buffer.getvalue()}  # fmt: skip
+    return {
+        "drivers": drivers,
+        "seconds": duration,
+        "totals": totals.line(),
+        "top_tottime": rows,
+        "by_area_pct": groups,
+        "cumulative": buffer.getvalue(),
+    }
 
 
 def profile_groups(stats: pstats.Stats, total: float) -> dict[str, float]:
@@ -277,8 +335,11 @@ def profile_groups(stats: pstats.Stats, total: float) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     args, info = parse_and_describe(main_parser(), argv, QUICK, "simulator_rate")
     parts = set(args.parts.split(","))
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": info,
-              "command": command_line("bench.simulator_rate", argv)}  # fmt: skip
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": info,
+        "command": command_line("bench.simulator_rate", argv),
+    }
     # Deleted afterwards with the ride topics the simulator made for runs with riders (<topic>-requests...).
     with Topic(args.bootstrap_servers, "simulator") as topic:
         print(f"broker {args.bootstrap_servers}, topic {topic.name}, crc32c {info['crc32c']}", flush=True)

@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             failed.append(part)
     minutes = (time.monotonic() - started) / 60
-    print(f"\n{len(parts) - len(failed)} parts succeeded, {len(failed)} failed"
-          f"{' (' + ', '.join(failed) + ')' if failed else ''} in {minutes:.1f} min")  # fmt: skip
+    print(
+        f"\n{len(parts) - len(failed)} parts succeeded, {len(failed)} failed"
+        f"{' (' + ', '.join(failed) + ')' if failed else ''} in {minutes:.1f} min"
+    )
     return 1 if failed else 0

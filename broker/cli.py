@@ -57,8 +57,10 @@ def stop(broker: LocalBroker, _args: argparse.Namespace) -> int:
     if seconds is None:
         print("Kafka broker is not running")
     else:
-        print(f"Kafka broker stopped in {seconds:.1f} s; ports {broker.config.port} and "
-              f"{broker.config.controller_port} are free")  # fmt: skip
+        print(
+            f"Kafka broker stopped in {seconds:.1f} s; ports {broker.config.port} and "
+            f"{broker.config.controller_port} are free"
+        )
     return 0
 
 

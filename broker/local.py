@@ -200,10 +200,21 @@ class LocalBroker:
                 )
             return False
         result = subprocess.run(
-            [java, *self._java_options(), "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self.properties), "--standalone"],
-            env=self._java_env(libs), capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                java,
+                *self._java_options(),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.properties),
+                "--standalone",
+            ],
+            env=self._java_env(libs),
+            capture_output=True,
+            text=True,
+        )
         if result.returncode != 0:
             last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
             raise BrokerError(f"formatting storage in {self.data_dir} failed: {last[0]}")
@@ -213,12 +224,23 @@ class LocalBroker:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         with open(self.logs_dir / "kafka.out", "ab") as out:
             process = subprocess.Popen(
-                [java, f"-Xmx{self.config.heap}", f"-Xms{self.config.heap}", "-XX:+UseG1GC",
-                 "-XX:MaxGCPauseMillis=20", *self._java_options(), "kafka.Kafka", str(self.properties)],
-                env=self._java_env(libs), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    java,
+                    f"-Xmx{self.config.heap}",
+                    f"-Xms{self.config.heap}",
+                    "-XX:+UseG1GC",
+                    "-XX:MaxGCPauseMillis=20",
+                    *self._java_options(),
+                    "kafka.Kafka",
+                    str(self.properties),
+                ],
+                env=self._java_env(libs),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C in the terminal that started it must not kill it
                 cwd=self.config.node_dir,
-            )  # fmt: skip
+            )
         self.pid_file.write_text(f"{process.pid}\n")
         return process.pid
 
@@ -301,10 +323,19 @@ def fetch_jars() -> bool:
     settings.WORK_DIR.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=settings.WORK_DIR))
     result = subprocess.run(
-        [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-         "-DincludeScope=runtime", f"-DoutputDirectory={staging}"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         errors = [line for line in result.stdout.splitlines() if "[ERROR]" in line] or ["see mvn output"]

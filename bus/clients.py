@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -14,6 +14,13 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
 
 # kafka-python waits 30 s by default before giving up on a bootstrap; a retry loop that
 # logs every few seconds tells the user much sooner that the broker is not up yet.
@@ -40,8 +47,12 @@ def connect(
         except KafkaError as e:
             log.warning(
                 "%s: Kafka at %s not reachable yet (%s); retry %d in %.1f s",
-                what, bootstrap, type(e).__name__, attempt, backoff,
-            )  # fmt: skip
+                what,
+                bootstrap,
+                type(e).__name__,
+                attempt,
+                backoff,
+            )
         else:
             if attempt > 1:
                 log.info("%s: connected to Kafka at %s after %d attempts", what, bootstrap, attempt)
@@ -55,8 +66,8 @@ def connect(
 
 
 def consume_until_stopped(
-    factory: Callable[[], T],
-    consume: Callable[[T], None],
+    factory: Callable[[], C],
+    consume: Callable[[C], None],
     what: str,
     bootstrap: str,
     stop: threading.Event,

@@ -174,12 +174,17 @@ class DeadLetterSink:
 
     def _new_producer(self) -> KafkaProducer:
         return KafkaProducer(
-            bootstrap_servers=self._bootstrap.split(","), client_id=self._client_id, acks="all", linger_ms=LINGER_MS,
-            max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024, delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
-            request_timeout_ms=REQUEST_TIMEOUT_MS, max_block_ms=SEND_MAX_BLOCK_MS,
+            bootstrap_servers=self._bootstrap.split(","),
+            client_id=self._client_id,
+            acks="all",
+            linger_ms=LINGER_MS,
+            max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
+            delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            max_block_ms=SEND_MAX_BLOCK_MS,
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
-        )  # fmt: skip
+        )
 
     def _drain(self, producer: KafkaProducer) -> None:
         while self._queue:
@@ -199,9 +204,10 @@ class DeadLetterSink:
         self._topics.add(topic)  # once: if it fails, the sends tell whether the topic can be written
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=self._bootstrap.split(","), client_id=self._client_id,
+                bootstrap_servers=self._bootstrap.split(","),
+                client_id=self._client_id,
                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            )  # fmt: skip
+            )
             try:
                 name = ensure_dead_letter_topic(admin, topic)
             finally:

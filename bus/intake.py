@@ -115,5 +115,10 @@ class RefusalLog:
         if count:
             log.warning(
                 "%s refused %d more records of %s as %s in the last %.0f s (the latest: %s)",
-                self._what, count, key[0], key[1], self._interval_s, detail,
-            )  # fmt: skip
+                self._what,
+                count,
+                key[0],
+                key[1],
+                self._interval_s,
+                detail,
+            )

@@ -172,8 +172,10 @@ def run_cli(
         return e.exit_code
     except KafkaError as e:
         servers = getattr(settings, "bootstrap_servers", None) or "the bootstrap servers"
-        print(f"{parser.prog}: error: Kafka at {servers} does not answer ({type(e).__name__}: {e}); is it up?",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{parser.prog}: error: Kafka at {servers} does not answer ({type(e).__name__}: {e}); is it up?",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130

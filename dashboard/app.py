@@ -20,6 +20,8 @@ from dashboard.service import Dashboard
 from dashboard.settings import DashboardSettings, host_name
 
 log = logging.getLogger(__name__)
+# Inside a Socket.IO handler Flask-SocketIO adds ``sid``, ``namespace`` and ``event`` to Flask's request.
+socket_request: Any = request
 
 ROOT = Path(__file__).resolve().parent.parent
 # Clients send only `resync` (a few bytes): anything bigger is not our page.
@@ -107,24 +109,24 @@ class FleetEvents(Namespace):
     def on_connect(self, auth_payload: dict[str, Any] | None = None) -> bool:
         # python-socketio also runs this for a client's own event named "connect": such a client would get
         # a fresh snapshot each time, past the resync limit. A real handshake hands over the environ.
-        handshake = request.event["args"]
+        handshake = socket_request.event["args"]
         if not handshake or handshake[0] is not request.environ:
             self.on_unknown("connect")
             return False
         if not auth.authorized(self.token, request, auth_payload):
             log.info("refused a Socket.IO client from %s: no valid token", request.remote_addr)
             return False
-        self.service.push.add(request.sid)
+        self.service.push.add(socket_request.sid)
         return True
 
     def on_disconnect(self, *_reason: Any) -> None:
-        if self.socketio.server.manager.is_connected(request.sid, request.namespace):
+        if self.socketio.server.manager.is_connected(socket_request.sid, socket_request.namespace):
             self.on_unknown("disconnect")  # the client's own event: a real disconnect is already under way
             return
-        self.service.push.remove(request.sid)
+        self.service.push.remove(socket_request.sid)
 
     def on_resync(self, *_ignored: Any) -> None:
-        self.service.push.request_snapshot(request.sid)
+        self.service.push.request_snapshot(socket_request.sid)
 
     def on_unknown(self, event: Any) -> None:
         suppressed = self.refusals.ready()
@@ -132,8 +134,10 @@ class FleetEvents(Namespace):
             log.warning(
                 "closed a Socket.IO client from %s: it sent %.40r, not an event of ours "
                 "(one such line a minute at most; %d other clients closed since the previous one)",
-                request.remote_addr, event, suppressed,
-            )  # fmt: skip
+                request.remote_addr,
+                event,
+                suppressed,
+            )
         close_client()
 
 

@@ -80,10 +80,10 @@ class Audience:
                 elif not client.needs_snapshot:
                     delivery.positions.append(sid)
         for sid in ready:
-            client = self._clients.get(sid)
-            if client is not None and client.needs_snapshot and now - client.snapshot_at >= self._snapshot_interval_s:
-                client.needs_snapshot, client.snapshot_at = False, now
-                client.needs_riders = True  # the riders come with every snapshot
+            behind = self._clients.get(sid)
+            if behind is not None and behind.needs_snapshot and now - behind.snapshot_at >= self._snapshot_interval_s:
+                behind.needs_snapshot, behind.snapshot_at = False, now
+                behind.needs_riders = True  # the riders come with every snapshot
                 delivery.snapshot.append(sid)
         if stats:
             delivery.stats = [sid for sid in ready if sid in self._clients]

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from flask import Flask, Request, Response, jsonify, redirect, request
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 COOKIE = "dashboard_token"
 OPEN_ENDPOINTS = {"api.healthz", "api.metrics", "static"}
@@ -28,7 +29,7 @@ def init_app(app: Flask, token: str) -> None:
         return
 
     @app.before_request
-    def require_token() -> Response | None:
+    def require_token() -> WerkzeugResponse | None:
         if request.endpoint in OPEN_ENDPOINTS:
             return None
         query_token = request.args.get("token")
@@ -67,7 +68,7 @@ def _same(presented: str, token: str) -> bool:
     return hmac.compare_digest(presented.encode("utf-8"), token.encode("utf-8"))
 
 
-def _redirect_setting_cookie(token: str) -> Response:
+def _redirect_setting_cookie(token: str) -> WerkzeugResponse:
     query = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "token"])
     response = redirect(same_origin_path(request.path) + (f"?{query}" if query else ""), code=302)
     response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure, path="/")

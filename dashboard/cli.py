@@ -22,9 +22,10 @@ SHUTDOWN_GRACE_S = 5.0
 
 def main_parser() -> argparse.ArgumentParser:
     return settings_parser(
-        DashboardSettings, PROG,
+        DashboardSettings,
+        PROG,
         "Serve the live fleet map: consume driver locations from Kafka and push them to browsers.",
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,9 +45,15 @@ def serve(settings: DashboardSettings, _args: argparse.Namespace) -> int:
     stop = install_shutdown(lambda name: log.info("%s received: stopping", name))
     log.info(
         "dashboard started (pid %d, %s): topic %s at %s, tick %d ms, read-back %.0f s, token %s, dead letters %s",
-        os.getpid(), ASYNC_MODE, settings.topic, settings.bootstrap_servers, settings.tick_ms, settings.readback_s,
-        "required" if settings.token else "off", "on" if settings.dead_letter else "off",
-    )  # fmt: skip
+        os.getpid(),
+        ASYNC_MODE,
+        settings.topic,
+        settings.bootstrap_servers,
+        settings.tick_ms,
+        settings.readback_s,
+        "required" if settings.token else "off",
+        "on" if settings.dead_letter else "off",
+    )
     service.start()
     log.info("listening on http://%s:%d", _url_host(settings.host), settings.port)
     try:

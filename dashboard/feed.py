@@ -161,9 +161,13 @@ class Feed:
         self._publish(running=True, error=f"Kafka at {self.bootstrap} is not reachable yet")
         try:
             consume_until_stopped(
-                self._new_consumer, self._consume, self.spec.name, self.bootstrap, self._stop,
+                self._new_consumer,
+                self._consume,
+                self.spec.name,
+                self.bootstrap,
+                self._stop,
                 on_failure=lambda e: self._publish(connected=False, error=f"consumer failed: {type(e).__name__}: {e}"),
-            )  # fmt: skip
+            )
             self._dead_letters.close()
         finally:
             self._publish(running=False, connected=False, error="consumer stopped")
@@ -258,9 +262,12 @@ class Feed:
             log.info(
                 "%s: assigned %d partitions of %s (all of them: every dashboard shows everything); "
                 "reading back %d records of the last %.0f s",
-                self.spec.name, len(new), " and ".join(sorted({tp.topic for tp in new})),
-                sum(ends[tp] - starts[tp] for tp in new), self.spec.readback_s,
-            )  # fmt: skip
+                self.spec.name,
+                len(new),
+                " and ".join(sorted({tp.topic for tp in new})),
+                sum(ends[tp] - starts[tp] for tp in new),
+                self.spec.readback_s,
+            )
         self._publish(partitions=self._partition_status(ends))
         self._check_readback()
 
@@ -284,12 +291,14 @@ class Feed:
             self._positions[tp] = partition_records[-1].offset + 1
             decoder = self.spec.decoders[tp.topic]
             applier = self.spec.appliers[tp.topic]
-            take(
-                partition_records,
-                lambda r, decoder=decoder: decoder(r.key, r.value, now),
-                lambda items, applier=applier: applier(items, now),
-                self._refuse,
-            )
+
+            def decode(record: Record, decoder: Decoder = decoder) -> Any:
+                return decoder(record.key, record.value, now)
+
+            def apply(items: list[tuple[Any, Record]], applier: Applier = applier) -> None:
+                applier(items, now)
+
+            take(partition_records, decode, apply, self._refuse)
 
     def _refuse(self, record: Record, refusal: Refusal) -> None:
         self.refused[(record.topic, refusal.reason)] += 1

@@ -93,17 +93,20 @@ class FeedCollector(Collector):
         yield ride_invalid
         stats = [self.drivers.dead_letters, self.rides.dead_letters]
         yield CounterMetricFamily(
-            "dashboard_dead_letters", "Refused records copied to their dead-letter topic (acknowledged by Kafka).",
+            "dashboard_dead_letters",
+            "Refused records copied to their dead-letter topic (acknowledged by Kafka).",
             value=sum(s.sent for s in stats),
-        )  # fmt: skip
+        )
         yield CounterMetricFamily(
-            "dashboard_dead_letter_failures", "Refused records that could not be copied to their dead-letter topic.",
+            "dashboard_dead_letter_failures",
+            "Refused records that could not be copied to their dead-letter topic.",
             value=sum(s.failed for s in stats),
-        )  # fmt: skip
+        )
         yield GaugeMetricFamily(
-            "dashboard_dead_letters_pending", "Refused records on their way to the dead-letter topic.",
+            "dashboard_dead_letters_pending",
+            "Refused records on their way to the dead-letter topic.",
             value=sum(s.pending for s in stats),
-        )  # fmt: skip
+        )
 
 
 class DashboardMetrics:

@@ -84,8 +84,9 @@ class Push:
         """
         changes = self._state.take_changes()
         riders_version = self._riders.version if self._riders is not None else None
-        delivery = self.audience.plan(self._ready_clients(), self._clock(), bool(changes), stats is not None,
-                                      riders_version)  # fmt: skip
+        delivery = self.audience.plan(
+            self._ready_clients(), self._clock(), bool(changes), stats is not None, riders_version
+        )
         if changes:
             self.seq += 1
             payload = frames.positions_payload(self.seq, now, changes.new, changes.changed, changes.gone)

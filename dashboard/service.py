@@ -293,9 +293,12 @@ class Dashboard:
         if self.ride_feed.status.partitions:  # no ride topics yet: nothing to say every ten seconds
             log.info(
                 "riders: %d waiting, %d with a driver on the way; last minute: %d matched (median %s s), %d no driver",
-                riders["waiting"], riders["en_route"], riders["matched_60s"], riders["median_match_s"],
+                riders["waiting"],
+                riders["en_route"],
+                riders["matched_60s"],
+                riders["median_match_s"],
                 riders["no_driver_60s"],
-            )  # fmt: skip
+            )
 
 
 def _unhealthy_reason(feed: Feed, now: float) -> str | None:

@@ -62,41 +62,51 @@ HOST = Setting("DASHBOARD_HOST", "127.0.0.1", "Address the dashboard listens on 
 PORT = Setting("DASHBOARD_PORT", 5000, "Port the dashboard listens on.", port_number)
 TICK_MS = Setting("DASHBOARD_TICK_MS", 100, "Milliseconds between two position frames to the browsers.", positive_int)
 STALE_AFTER_S = Setting(
-    "DASHBOARD_STALE_AFTER_S", state.STALE_AFTER_S, "A driver whose newest fix is older than this is stale.",
+    "DASHBOARD_STALE_AFTER_S",
+    state.STALE_AFTER_S,
+    "A driver whose newest fix is older than this is stale.",
     positive_float,
-)  # fmt: skip
+)
 DROP_AFTER_S = Setting(
     "DASHBOARD_DROP_AFTER_S", state.DROP_AFTER_S, "A driver not heard from for this long is dropped.", positive_float
 )
 MAX_DRIVERS = Setting(
-    "DASHBOARD_MAX_DRIVERS", state.MAX_DRIVERS, "Most drivers held; past it the longest-silent are evicted.",
+    "DASHBOARD_MAX_DRIVERS",
+    state.MAX_DRIVERS,
+    "Most drivers held; past it the longest-silent are evicted.",
     positive_int,
-)  # fmt: skip
+)
 READBACK_S = Setting(
-    "DASHBOARD_READBACK_S", 60.0, "Seconds of fixes read back at start so the map fills at once (0: none).",
+    "DASHBOARD_READBACK_S",
+    60.0,
+    "Seconds of fixes read back at start so the map fills at once (0: none).",
     non_negative_float,
-)  # fmt: skip
+)
 RIDES_READBACK_S = Setting(
-    "DASHBOARD_RIDES_READBACK_S", 180.0,
+    "DASHBOARD_RIDES_READBACK_S",
+    180.0,
     "Seconds of ride requests and matches read back at start, so current riders show at once (0: none).",
     non_negative_float,
-)  # fmt: skip
+)
 TOKEN = Setting("DASHBOARD_TOKEN", "", "When set, the page, the API and Socket.IO require this token.")
 CORS_ORIGINS = Setting(
     "DASHBOARD_CORS_ORIGINS", (), "Other origins allowed to connect to Socket.IO, comma-separated (never *).", origins
 )
 ALLOWED_HOSTS = Setting(
-    "DASHBOARD_ALLOWED_HOSTS", (),
+    "DASHBOARD_ALLOWED_HOSTS",
+    (),
     "Host names the dashboard answers to besides DASHBOARD_HOST, comma-separated, ports ignored (unset: "
     "localhost, 127.0.0.1, ::1); another Host header gets 400, so a DNS-rebinding page cannot read the map. "
     "With DASHBOARD_HOST=0.0.0.0, list the names users type (maps.example.com, the machine's address).",
     host_names,
-)  # fmt: skip
+)
 SECRET_KEY = Setting("SECRET_KEY", "", "Flask's secret key (unset: a random one per process).")
 DEAD_LETTER = Setting(
-    "DASHBOARD_DEAD_LETTER", True, "Copy refused messages to <topic>.dlq (turn off on all but one instance).",
+    "DASHBOARD_DEAD_LETTER",
+    True,
+    "Copy refused messages to <topic>.dlq (turn off on all but one instance).",
     parse_bool,
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,16 @@ MATCHES: Decoder[RideMatch] = Decoder(
     "ride-matches",
     lambda key, value, now: rides.parse_match(value, now, key),
     (
-        *schema.SHARED_REASONS, schema.KEY_MISMATCH, rides.BAD_REQUEST_ID, rides.BAD_RIDER_ID, rides.BAD_OUTCOME,
-        *_POINT_REASONS, rides.BAD_DRIVER_ID, rides.BAD_DISTANCE, rides.BAD_ETA,
+        *schema.SHARED_REASONS,
+        schema.KEY_MISMATCH,
+        rides.BAD_REQUEST_ID,
+        rides.BAD_RIDER_ID,
+        rides.BAD_OUTCOME,
+        *_POINT_REASONS,
+        rides.BAD_DRIVER_ID,
+        rides.BAD_DISTANCE,
+        rides.BAD_ETA,
     ),
-)  # fmt: skip
+)
 DECODERS = (FIXES, REQUESTS, MATCHES)
 REASONS = tuple(dict.fromkeys(reason for decoder in DECODERS for reason in decoder.reasons))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import statistics
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fleet.geo import haversine_m
@@ -62,9 +62,18 @@ class Ride:
     """One request and what became of it."""
 
     __slots__ = (
-        "request_id", "rider_id", "latitude", "longitude", "requested_at", "state", "driver_id",
-        "answered_at", "distance_m", "eta_s", "ended_at",
-    )  # fmt: skip
+        "request_id",
+        "rider_id",
+        "latitude",
+        "longitude",
+        "requested_at",
+        "state",
+        "driver_id",
+        "answered_at",
+        "distance_m",
+        "eta_s",
+        "ended_at",
+    )
 
     def __init__(self, request_id: str, rider_id: str, latitude: float, longitude: float, requested_at: float):
         self.request_id = request_id
@@ -119,7 +128,7 @@ class Riders:
     def __len__(self) -> int:
         return len(self._rides)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Ride]:
         return iter(self._rides.values())
 
     def get(self, request_id: str) -> Ride | None:

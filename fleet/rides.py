@@ -108,6 +108,8 @@ class RideMatch:
             "longitude": round(self.longitude, 6),
         }
         if self.outcome == MATCHED:
+            if self.distance_m is None or self.driver_latitude is None or self.driver_longitude is None:
+                raise ValueError(f"match {self.request_id} has no driver to encode")
             message["driver_id"] = self.driver_id
             message["distance_m"] = round(self.distance_m, 1)
             message["eta_s"] = self.eta_s

@@ -66,9 +66,18 @@ BAD_SEQ = "bad_seq"
 # The value parsed as far as JSON goes; these are what every message of the project shares.
 SHARED_REASONS = (NOT_JSON, NOT_OBJECT, TOO_LARGE, TOO_DEEP, MISSING_FIELD)
 REASONS = (
-    *SHARED_REASONS, KEY_MISMATCH, BAD_DRIVER_ID, BAD_LATITUDE, BAD_LONGITUDE, BAD_TIMESTAMP, FUTURE_TIMESTAMP,
-    BAD_HEADING, BAD_SPEED, BAD_STATUS, BAD_SEQ,
-)  # fmt: skip
+    *SHARED_REASONS,
+    KEY_MISMATCH,
+    BAD_DRIVER_ID,
+    BAD_LATITUDE,
+    BAD_LONGITUDE,
+    BAD_TIMESTAMP,
+    FUTURE_TIMESTAMP,
+    BAD_HEADING,
+    BAD_SPEED,
+    BAD_STATUS,
+    BAD_SEQ,
+)
 
 # C0 and C1 controls, and UTF-16 surrogates (valid in JSON as escapes, but not Unicode scalar
 # values: they cannot be encoded to UTF-8, so one would break every response that carries it).
@@ -275,6 +284,7 @@ def finite_number(value: Any, low: float, high: float, reason: str, field: str) 
     """A JSON number in [low, high] as a float; any other value (a bool, a string, an integer too
     large for a float, NaN) is refused with ``reason``. An integer's size is checked before use."""
     kind = type(value)
+    number: float
     if kind is float:
         number = value
     elif kind is int:

@@ -65,6 +65,7 @@ def read_fields(cls: type, environ: Mapping[str, str] | None = None) -> dict[str
     return {f.name: f.metadata["setting"].read(environ) for f in fields(cls) if "setting" in f.metadata}
 
 
+@dataclass(frozen=True)
 class Settings:
     """Base of every process's settings: a frozen dataclass of ``setting_field``s."""
 
@@ -75,7 +76,7 @@ class Settings:
 
     def with_overrides(self: S, **overrides: Any) -> S:
         """These settings with the given values (None leaves a setting as it is)."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[type-var]
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def parse_bool(raw: str) -> bool:

@@ -38,9 +38,21 @@ class TrackedDriver:
     """One driver as held: its newest fix, where in Kafka it came from, and its trail."""
 
     __slots__ = (
-        "idx", "driver_id", "latitude", "longitude", "timestamp", "heading", "speed_kmh", "status", "seq",
-        "partition", "offset", "heard_at", "trail", "announced",
-    )  # fmt: skip
+        "idx",
+        "driver_id",
+        "latitude",
+        "longitude",
+        "timestamp",
+        "heading",
+        "speed_kmh",
+        "status",
+        "seq",
+        "partition",
+        "offset",
+        "heard_at",
+        "trail",
+        "announced",
+    )
 
     def __init__(self, idx: int, driver_id: str) -> None:
         self.idx = idx

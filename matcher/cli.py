@@ -16,11 +16,12 @@ PROG = "python -m matcher"
 
 def main_parser() -> argparse.ArgumentParser:
     return settings_parser(
-        MatcherSettings, PROG,
+        MatcherSettings,
+        PROG,
         "Match ride requests with the nearest free driver: reads driver-location and ride-requests, answers each "
         "request once on ride-matches (Kafka transactions). Run several matchers with the same --group-id and a "
         "distinct --instance-id to share the requests.",
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -281,8 +281,16 @@ class GridIndex:
 def _ring_one(row0: int, col0: int, columns: int) -> list[Key]:
     """The eight cells around (row0, col0), longitude wrapped; rows past a pole are just empty."""
     north, south, west, east = row0 - 1, row0 + 1, (col0 - 1) % columns, (col0 + 1) % columns
-    keys = [(north, west), (north, col0), (north, east), (row0, west), (row0, east),
-            (south, west), (south, col0), (south, east)]  # fmt: skip
+    keys = [
+        (north, west),
+        (north, col0),
+        (north, east),
+        (row0, west),
+        (row0, east),
+        (south, west),
+        (south, col0),
+        (south, east),
+    ]
     return keys if columns >= 3 else list(dict.fromkeys(key for key in keys if key != (row0, col0)))
 
 

@@ -37,20 +37,23 @@ class MatcherCollector(Collector):
             refused.add_metric([topic, reason], count)
         yield refused
         yield CounterMetricFamily(
-            "matcher_dead_letters", "Refused requests copied to the dead-letter topic (committed).",
+            "matcher_dead_letters",
+            "Refused requests copied to the dead-letter topic (committed).",
             value=counts.dead_letters,
-        )  # fmt: skip
+        )
         yield CounterMetricFamily(
-            "matcher_dead_letter_failures", "Refused requests that could not be copied to the dead-letter topic.",
+            "matcher_dead_letter_failures",
+            "Refused requests that could not be copied to the dead-letter topic.",
             value=counts.dead_letter_failures,
-        )  # fmt: skip
+        )
         yield CounterMetricFamily(
             "matcher_drivers_evicted", "Drivers forgotten because MATCHER_MAX_DRIVERS were held.", value=pool.evicted
         )
         yield CounterMetricFamily(
-            "matcher_waiting_evicted", "Riders answered no_driver early because MATCHER_MAX_WAITING waited.",
+            "matcher_waiting_evicted",
+            "Riders answered no_driver early because MATCHER_MAX_WAITING waited.",
             value=service.matcher.evicted_waiting,
-        )  # fmt: skip
+        )
         yield CounterMetricFamily("matcher_transactions", "Transactions committed.", value=counts.transactions)
         yield CounterMetricFamily("matcher_errors", "Turns of the loop that failed unexpectedly.", value=service.errors)
         drivers = GaugeMetricFamily("matcher_drivers", "Drivers known, free to match, reserved.", labels=["state"])

@@ -27,7 +27,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
-from typing import IO
+from typing import IO, Any
+from wsgiref.simple_server import WSGIServer
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -131,6 +132,12 @@ def stats_line(
     )
 
 
+def _opened(client: Any, what: str) -> Any:
+    if client is None:
+        raise RuntimeError(f"the matcher's {what} is not open (start_up() opens it)")
+    return client
+
+
 def is_fenced(error: BaseException, producer: KafkaProducer | None = None) -> bool:
     """Another producer or group member took this instance's id.
 
@@ -163,10 +170,11 @@ class MatcherService:
         self.config = config
         self.stop = stop
         self.matcher = Matcher(config.match)
-        self.admin: KafkaAdminClient | None = None
-        self.producer: KafkaProducer | None = None
-        self.state_consumer: KafkaConsumer | None = None
-        self.request_consumer: KafkaConsumer | None = None
+        # Opened by start_up(); read through the properties below, which say so if they are not.
+        self._admin: KafkaAdminClient | None = None
+        self._producer: KafkaProducer | None = None
+        self._state_consumer: KafkaConsumer | None = None
+        self._request_consumer: KafkaConsumer | None = None
         self.lifecycle: Lifecycle[TopicPartition] = Lifecycle()
         self.replay_until: dict[int, int] = {}  # refused requests below these offsets were dead-lettered
         self.committed_positions: dict[int, tuple[int, int, int]] = {}
@@ -188,7 +196,7 @@ class MatcherService:
         self.state_dead_letters = DeadLetterSink(config.bootstrap_servers, f"matcher-{config.instance}-dlq")
         self.errors = 0
         self.error_logged_at = -float("inf")
-        self.metrics_server = None
+        self.metrics_server: WSGIServer | None = None
         self.instance_lock: IO[str] | None = None
 
     # ---- life cycle
@@ -201,8 +209,12 @@ class MatcherService:
         self.instance_lock = claim_instance("matcher", config.transactional_id)
         log.info(
             "matcher %s starting: requests from %s, answers to %s, drivers from %s, group %s",
-            config.instance, config.request_topic, config.match_topic, config.driver_topic, config.group_id,
-        )  # fmt: skip
+            config.instance,
+            config.request_topic,
+            config.match_topic,
+            config.driver_topic,
+            config.group_id,
+        )
         if config.metrics_address is not None:
             host, port = config.metrics_address
             try:
@@ -248,21 +260,29 @@ class MatcherService:
         config = self.config
         servers = bootstrap_list(config.bootstrap_servers)
         try:
-            self.admin = KafkaAdminClient(bootstrap_servers=servers, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+            self._admin = KafkaAdminClient(bootstrap_servers=servers, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
             topics = (config.driver_topic, config.request_topic, config.match_topic)
             ensure_topics(self.admin, dict.fromkeys(topics, config.partitions))
             ensure_dead_letter_topic(self.admin, config.request_topic)
-            self.producer = self.open_producer()
-            self.state_consumer = KafkaConsumer(
-                bootstrap_servers=servers, isolation_level="read_committed", enable_auto_commit=False,
-                max_poll_records=STATE_MAX_RECORDS, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            )  # fmt: skip
-            self.request_consumer = KafkaConsumer(
-                bootstrap_servers=servers, group_id=config.group_id, group_instance_id=config.instance,
-                isolation_level="read_committed", enable_auto_commit=False, auto_offset_reset="earliest",
-                session_timeout_ms=SESSION_TIMEOUT_MS, max_poll_records=REQUEST_MAX_RECORDS,
+            self._producer = self.open_producer()
+            self._state_consumer = KafkaConsumer(
+                bootstrap_servers=servers,
+                isolation_level="read_committed",
+                enable_auto_commit=False,
+                max_poll_records=STATE_MAX_RECORDS,
                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            )  # fmt: skip
+            )
+            self._request_consumer = KafkaConsumer(
+                bootstrap_servers=servers,
+                group_id=config.group_id,
+                group_instance_id=config.instance,
+                isolation_level="read_committed",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=SESSION_TIMEOUT_MS,
+                max_poll_records=REQUEST_MAX_RECORDS,
+                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            )
             self.start_state_consumer()
         except KafkaError:
             self.close_clients()
@@ -275,10 +295,14 @@ class MatcherService:
         this instance id left open); raises a KafkaError when Kafka does not answer."""
         producer = KafkaProducer(
             bootstrap_servers=bootstrap_list(self.config.bootstrap_servers),
-            transactional_id=self.config.transactional_id, transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-            retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS, linger_ms=5, max_block_ms=MAX_BLOCK_MS,
-            max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-        )  # fmt: skip
+            transactional_id=self.config.transactional_id,
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
+            linger_ms=5,
+            max_block_ms=MAX_BLOCK_MS,
+            max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        )
         try:
             producer.init_transactions()
         except KafkaError:
@@ -310,14 +334,32 @@ class MatcherService:
         self.close_clients()
 
     def close_clients(self) -> None:
-        for client in (self.request_consumer, self.state_consumer):
+        for client in (self._request_consumer, self._state_consumer):
             if client is not None:
                 client.close()
-        if self.producer is not None:
-            self.producer.close(timeout=5)
-        if self.admin is not None:
-            self.admin.close()
-        self.request_consumer = self.state_consumer = self.producer = self.admin = None
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+        if self._admin is not None:
+            self._admin.close()
+        self._request_consumer = self._state_consumer = self._producer = self._admin = None
+
+    @property
+    def admin(self) -> KafkaAdminClient:
+        return _opened(self._admin, "admin client")
+
+    @property
+    def producer(self) -> KafkaProducer:
+        return _opened(self._producer, "producer")
+
+    @property
+    def state_consumer(self) -> KafkaConsumer:
+        """driver-location and ride-matches, every partition (no group)."""
+        return _opened(self._state_consumer, "state consumer")
+
+    @property
+    def request_consumer(self) -> KafkaConsumer:
+        """ride-requests, this instance's partitions in the matchers' group."""
+        return _opened(self._request_consumer, "request consumer")
 
     # ---- one turn of the loop
 
@@ -352,11 +394,19 @@ class MatcherService:
         """Drivers' fixes and committed answers, each record through its total decoder."""
         for partition, records in batch.items():
             if partition.topic == self.config.driver_topic:
-                take(records, lambda r: decode.FIXES(r.key, r.value, now), lambda items: self.on_fixes(items, now),
-                     self.refuse_state)  # fmt: skip
+                take(
+                    records,
+                    lambda r: decode.FIXES(r.key, r.value, now),
+                    lambda items: self.on_fixes(items, now),
+                    self.refuse_state,
+                )
             else:
-                take(records, lambda r: decode.MATCHES(r.key, r.value, now),
-                     lambda items: self.on_matches(items, now), self.refuse_state)  # fmt: skip
+                take(
+                    records,
+                    lambda r: decode.MATCHES(r.key, r.value, now),
+                    lambda items: self.on_matches(items, now),
+                    self.refuse_state,
+                )
 
     def on_fixes(self, items: list, now: float) -> None:
         for fix, _ in items:
@@ -470,7 +520,7 @@ class MatcherService:
         """After a Kafka error: stop if another instance took our id, else abort and resync."""
         if self.lifecycle.phase is Phase.FENCED:
             return
-        if is_fenced(error, self.producer):
+        if is_fenced(error, self._producer):
             self.lifecycle.fence(
                 f"another matcher runs with instance id {self.config.instance!r} in group "
                 f"{self.config.group_id!r} ({type(error).__name__}); give each one its own --instance-id"
@@ -484,16 +534,19 @@ class MatcherService:
         """A dead-letter topic that cannot be written fails every transaction that writes to it: stop
         writing to it for a while, or the same refused request would fail its transaction forever."""
         failed = [
-            f for f in self.transaction_dead_letters
+            f
+            for f in self.transaction_dead_letters
             if f.failed() and not f.retriable() and not isinstance(f.exception, TransactionAbortedError)
-        ]  # fmt: skip
+        ]
         if not failed:
             return
         self.dead_letters_paused_until = time.monotonic() + DEAD_LETTER_PAUSE_S
         log.error(
             "%s could not be written (%s); refused requests are not copied for %.0f s, then it is tried again",
-            dead_letter_topic(self.config.request_topic), failed[0].exception, DEAD_LETTER_PAUSE_S,
-        )  # fmt: skip
+            dead_letter_topic(self.config.request_topic),
+            failed[0].exception,
+            DEAD_LETTER_PAUSE_S,
+        )
 
     def abort_and_forget(self) -> None:
         """Abort the open transaction, take back what it decided, and resync before matching again."""
@@ -501,12 +554,12 @@ class MatcherService:
             try:
                 self.producer.abort_transaction()
             except KafkaError as e:
-                if is_fenced(e, self.producer):
+                if is_fenced(e, self._producer):
                     self.recover(e)
                     return
                 log.warning("abort failed (%s); starting a new producer, which aborts it", type(e).__name__)
                 self.producer.close(timeout=1)
-                self.producer = self.new_producer()
+                self._producer = self.new_producer()
                 if self.producer is None:  # stopped while Kafka was away
                     self.stop.set()
         self.lifecycle.aborted()
@@ -529,8 +582,9 @@ class MatcherService:
     def on_assigned(self, assigned) -> None:
         log.info(
             "assigned partitions %s of %s; resyncing before matching",
-            sorted(tp.partition for tp in assigned), self.config.request_topic,
-        )  # fmt: skip
+            sorted(tp.partition for tp in assigned),
+            self.config.request_topic,
+        )
         self.lifecycle.want_resync()
         self.pause_requests()
 
@@ -566,7 +620,7 @@ class MatcherService:
 
     def try_finish_resync(self) -> None:
         under_way = self.lifecycle.resync
-        if not under_way.reached(self.state_consumer.position):
+        if under_way is None or not under_way.reached(self.state_consumer.position):
             return
         resync = self.lifecycle.resync_finished({tp.partition for tp in under_way.partitions})
         self.drivers_target = {}
@@ -587,9 +641,13 @@ class MatcherService:
         pool = self.matcher.pool
         log.info(
             "resynced in %.2f s: %d drivers known, %d free, %d reserved, %d answers known; matching partitions %s",
-            time.monotonic() - resync.started, len(pool.drivers), len(pool.index), len(pool.reservations),
-            self.matcher.answered, sorted(self.lifecycle.ready),
-        )  # fmt: skip
+            time.monotonic() - resync.started,
+            len(pool.drivers),
+            len(pool.index),
+            len(pool.reservations),
+            self.matcher.answered,
+            sorted(self.lifecycle.ready),
+        )
 
     def set_ownership(self, owned: list[int], now: float) -> None:
         """This instance may assign the drivers in the areas whose requests it reads."""
@@ -637,8 +695,9 @@ class MatcherService:
         self.refusal_log.flush()
         refused = self.counts.refused_state - self._logged.refused_state
         if refused:
-            log.warning("%d refused messages on %s or %s ignored", refused,
-                        self.config.driver_topic, self.config.match_topic)  # fmt: skip
+            log.warning(
+                "%d refused messages on %s or %s ignored", refused, self.config.driver_topic, self.config.match_topic
+            )
         self._logged = replace(self.counts)
         self._logged_evictions = evictions
         self.waits_s = []

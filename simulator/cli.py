@@ -25,10 +25,11 @@ PROG = "python -m simulator"
 
 def main_parser() -> argparse.ArgumentParser:
     return settings_parser(
-        SimulatorSettings, PROG,
+        SimulatorSettings,
+        PROG,
         "Simulate a fleet of drivers moving through a city and publish their GPS fixes to Kafka.",
         exclusive=(("area", "bbox"),),
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,8 +97,12 @@ def simulate(settings: SimulatorSettings, args: argparse.Namespace) -> int:
     stop = install_shutdown(lambda name: log.info("%s received: flushing and stopping", name))
     log.info(
         "simulator started: %d drivers in %s%s, seed %d (--seed %d replays these positions)",
-        config.drivers, describe_area(settings), " on a street grid" if config.street_grid else "", seed, seed,
-    )  # fmt: skip
+        config.drivers,
+        describe_area(settings),
+        " on a street grid" if config.street_grid else "",
+        seed,
+        seed,
+    )
     totals = run(fleet, run_config(settings, progress=sys.stderr.isatty(), seed=seed), stop)
     print(totals.line(), flush=True)
     print(totals.summary_line(), flush=True)

@@ -47,9 +47,12 @@ def open_match_consumer(bootstrap: str, topic: str, stop: threading.Event) -> Ka
 
     def create() -> KafkaConsumer:
         consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_list(bootstrap), client_id="simulator-matches",
-            isolation_level="read_committed", enable_auto_commit=False, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-        )  # fmt: skip
+            bootstrap_servers=bootstrap_list(bootstrap),
+            client_id="simulator-matches",
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        )
         try:
             numbers = consumer.partitions_for_topic(topic)
             if not numbers:
@@ -161,12 +164,14 @@ class Dispatch:
         ride = self.fleet.assign_ride(match, (request.latitude, request.longitude), fleet_now)
         counts = self.book.counts
         if ride is not None:
-            log.debug("%s drives to %s (%.0f m, ETA %d s)", match.driver_id, match.rider_id,
-                      match.distance_m, match.eta_s)  # fmt: skip
+            log.debug(
+                "%s drives to %s (%.0f m, ETA %d s)", match.driver_id, match.rider_id, match.distance_m, match.eta_s
+            )
         elif match.driver_id in self.fleet.by_id:
             counts.busy += 1
-            log.warning("%s was matched to %s while still on a ride; the rider is left waiting",
-                        match.driver_id, match.rider_id)  # fmt: skip
+            log.warning(
+                "%s was matched to %s while still on a ride; the rider is left waiting", match.driver_id, match.rider_id
+            )
         else:
             counts.not_ours += 1
             log.debug("%s matched to %s, a driver of another simulator", match.rider_id, match.driver_id)

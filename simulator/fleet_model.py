@@ -133,7 +133,7 @@ class SimulatedFleet:
 
     def _follow_ride(self, driver: SimulatedDriver, now: float) -> None:
         ride = driver.ride
-        if not ride.update(driver.car, now):
+        if ride is None or not ride.update(driver.car, now):
             return
         self.roads.head_for(driver.car, ride.goal, self.rng)
         if ride.phase == DONE:
@@ -183,7 +183,7 @@ class SimulatedFleet:
 
     def counts(self) -> dict[str, int]:
         """How many drivers are in each status right now."""
-        counts = dict.fromkeys((Status.AVAILABLE, Status.ON_TRIP, Status.OFFLINE), 0)
+        counts: dict[str, int] = dict.fromkeys(Status, 0)
         for driver in self.drivers:
             counts[driver.status] += 1
         return counts

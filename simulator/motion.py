@@ -169,7 +169,7 @@ class OpenRoads:
             self._steer_home(car, rng)
         target = 0.0 if car.stop_left > 0.0 or car.pull_over else car.cruise
         if car.goal is not None:
-            target = min(target, self._steer_to_goal(car, dt))
+            target = min(target, self._steer_to_goal(car, car.goal, dt))
         if car.homing or abs(car.turn_left) > 30.0:
             target = min(target, style.turn_speed)
         v0, v1 = car.speed, approach(car.speed, target, style.accel_mps2, style.brake_mps2, dt)
@@ -206,9 +206,9 @@ class OpenRoads:
         if poisson_event(rng, style.mean_s_between_cruise_changes, dt):
             car.cruise = style.cruise_speed(rng)
 
-    def _steer_to_goal(self, car: Car, dt: float) -> float:
+    def _steer_to_goal(self, car: Car, goal: tuple[float, float], dt: float) -> float:
         """Aim at the goal and return the speed from which the car can still stop on it."""
-        lat, lon = car.goal
+        lat, lon = goal
         distance = haversine_m(car.lat, car.lon, lat, lon)
         if distance < ARRIVED_M:
             car.turn_left = 0.0
@@ -280,8 +280,9 @@ class StreetGrid:
     def place(self, rng: random.Random) -> Car:
         """A car at a random intersection inside the area, facing a way it can drive."""
         for _ in range(1000):
-            a, s = self._to_grid(rng.uniform(self.area.min_lat, self.area.max_lat),
-                                 rng.uniform(self.area.min_lon, self.area.max_lon))  # fmt: skip
+            a, s = self._to_grid(
+                rng.uniform(self.area.min_lat, self.area.max_lat), rng.uniform(self.area.min_lon, self.area.max_lon)
+            )
             a = round(a / self.STREET_SPACING_M) * self.STREET_SPACING_M
             s = round(s / self.AVENUE_SPACING_M) * self.AVENUE_SPACING_M
             if not self._inside(a, s):
@@ -328,8 +329,8 @@ class StreetGrid:
                 return point
         return None
 
-    def _goal_on_grid(self, car: Car) -> tuple[float, float]:
-        a, s = self._to_grid(*car.goal)
+    def _goal_on_grid(self, goal: tuple[float, float]) -> tuple[float, float]:
+        a, s = self._to_grid(*goal)
         return self._kerb(a, s) or (a, s)
 
     def _on_block(
@@ -387,10 +388,11 @@ class StreetGrid:
         target = min(car.cruise, braking_speed(car.speed, corner_speed, self._to_corner(car), brake, dt))
         if car.goal is not None:
             # The goal on this block (or straight on past the corner): stop on it.
-            ahead = self._on_block((car.a, car.s), car.direction, self._goal_on_grid(car), self._to_corner(car))
+            goal = self._goal_on_grid(car.goal)
+            ahead = self._on_block((car.a, car.s), car.direction, goal, self._to_corner(car))
             if ahead is None and car.next_turn == 0:
                 corner = self._next_corner_ahead(car)
-                beyond = self._on_block(corner, car.direction, self._goal_on_grid(car))
+                beyond = self._on_block(corner, car.direction, goal)
                 ahead = None if beyond is None else beyond + self._to_corner(car)
             if ahead is not None:
                 target = 0.0 if ahead < ARRIVED_M else min(target, braking_speed(car.speed, 0.0, ahead, brake, dt))
@@ -429,7 +431,7 @@ class StreetGrid:
         A car with a goal takes the way that gets it nearest (blocks counted, as a taxi drives).
         """
         if car.goal is not None:
-            car.next_turn = self._turn_towards(car, self._goal_on_grid(car))
+            car.next_turn = self._turn_towards(car, self._goal_on_grid(car.goal))
             car.stop_next = rng.random() < self.RED_LIGHT_CHANCE
             return
         ahead = self._next_corner_ahead(car)

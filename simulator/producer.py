@@ -135,8 +135,11 @@ def run(
         dispatch = Dispatch(fleet, config.riders, producer, consumer, random.Random(f"riders-{config.seed}"), run_id)
         log.info(
             "riders: %g requests a minute to %s (ids sim-%s-...), answers read from %s",
-            config.riders.per_minute, config.riders.request_topic, run_id, config.riders.match_topic,
-        )  # fmt: skip
+            config.riders.per_minute,
+            config.riders.request_topic,
+            run_id,
+            config.riders.match_topic,
+        )
     delivery = Delivery()
     progress = Progress(progress_stream) if config.progress else None
     if progress:
@@ -196,9 +199,12 @@ class Pacer:
         fleet = self.fleet
         log.info(
             "simulating %d drivers, one fix each every %g s (%s fixes/s) to topic %s at %s",
-            fleet.config.drivers, fleet.config.interval_s, f"{fleet.config.target_rate:,.1f}",
-            self.config.topic, self.config.bootstrap,
-        )  # fmt: skip
+            fleet.config.drivers,
+            fleet.config.interval_s,
+            f"{fleet.config.target_rate:,.1f}",
+            self.config.topic,
+            self.config.bootstrap,
+        )
         while not stop.is_set() and not self.finished():
             now = time.monotonic()
             wait = self.schedule.wait(self.slot, now)
@@ -225,8 +231,10 @@ class Pacer:
             log.warning(
                 "cannot keep up: fixes were %.1f s late, skipping ahead (%.1f s skipped in all); "
                 "the target of %s fixes/s is more than this machine sends",
-                lag, self.schedule.skipped_s, f"{self.fleet.config.target_rate:,.0f}",
-            )  # fmt: skip
+                lag,
+                self.schedule.skipped_s,
+                f"{self.fleet.config.target_rate:,.0f}",
+            )
         elif lag > LATE_S and now >= self.next_late_warning:
             self.next_late_warning = now + REPORT_EVERY_S
             log.warning("falling behind: fixes leave %.2f s after they are due", lag)
@@ -276,8 +284,10 @@ class Pacer:
             log.warning(
                 "Kafka acknowledged nothing for %.0f s; %d fixes wait in the producer and are retried "
                 "(is the broker at %s down?)",
-                now - self.window.start, waiting, self.config.bootstrap,
-            )  # fmt: skip
+                now - self.window.start,
+                waiting,
+                self.config.bootstrap,
+            )
         self.window = Window(now, self.delivery)
         self.next_report = now + REPORT_EVERY_S
 
@@ -297,8 +307,9 @@ def finish(producer: KafkaProducer, delivery: Delivery, timeout_s: float) -> Non
     except KafkaTimeoutError:
         log.warning(
             "Kafka did not answer for %d fixes within %.0f s; counting them as failed",
-            delivery.unconfirmed, timeout_s,
-        )  # fmt: skip
+            delivery.unconfirmed,
+            timeout_s,
+        )
         abandon(producer)
     except KeyboardInterrupt:
         log.warning("second signal: not waiting for Kafka; %d unanswered fixes count as failed", delivery.unconfirmed)

@@ -85,13 +85,17 @@ MAX_SPEED_KMH = Setting(
     "SIMULATOR_MAX_SPEED_KMH", DrivingStyle.max_speed_kmh, "Top speed of every driver, km/h.", positive_float
 )
 STREET_GRID = Setting(
-    "SIMULATOR_STREET_GRID", FleetConfig.street_grid,
-    "Drive on a grid of avenues and streets instead of open roads.", parse_bool,
-)  # fmt: skip
+    "SIMULATOR_STREET_GRID",
+    FleetConfig.street_grid,
+    "Drive on a grid of avenues and streets instead of open roads.",
+    parse_bool,
+)
 GRID_BEARING = Setting(
-    "SIMULATOR_GRID_BEARING", FleetConfig.grid_bearing,
-    "Bearing of the grid's avenues, degrees from north (Manhattan: 29).", number,
-)  # fmt: skip
+    "SIMULATOR_GRID_BEARING",
+    FleetConfig.grid_bearing,
+    "Bearing of the grid's avenues, degrees from north (Manhattan: 29).",
+    number,
+)
 RIDERS_PER_MINUTE = Setting(
     "SIMULATOR_RIDERS_PER_MINUTE",
     0.0,
@@ -99,20 +103,26 @@ RIDERS_PER_MINUTE = Setting(
     non_negative_float,
 )
 FLUSH_TIMEOUT = Setting(
-    "SIMULATOR_FLUSH_TIMEOUT", RunConfig.flush_timeout_s,
-    "Seconds to wait at shutdown for Kafka to answer for every fix.", positive_float,
-)  # fmt: skip
+    "SIMULATOR_FLUSH_TIMEOUT",
+    RunConfig.flush_timeout_s,
+    "Seconds to wait at shutdown for Kafka to answer for every fix.",
+    positive_float,
+)
 LINGER_MS = Setting(
-    "SIMULATOR_LINGER_MS", ProducerOptions.linger_ms, "Producer linger.ms: how long a batch waits to fill.",
+    "SIMULATOR_LINGER_MS",
+    ProducerOptions.linger_ms,
+    "Producer linger.ms: how long a batch waits to fill.",
     non_negative_int,
-)  # fmt: skip
+)
 BATCH_SIZE = Setting(
     "SIMULATOR_BATCH_SIZE", ProducerOptions.batch_size, "Producer batch.size in bytes per partition.", positive_int
 )
 COMPRESSION = Setting(
-    "SIMULATOR_COMPRESSION", ProducerOptions.compression, "Producer compression: none, gzip, snappy, lz4 or zstd.",
+    "SIMULATOR_COMPRESSION",
+    ProducerOptions.compression,
+    "Producer compression: none, gzip, snappy, lz4 or zstd.",
     compression,
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)

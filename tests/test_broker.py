@@ -13,9 +13,13 @@ from tests.conftest import PYTHON, ROOT, free_port
 
 def run_broker_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PYTHON, "-m", "broker", *args], cwd=ROOT, env={**os.environ, **(env or {})},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [PYTHON, "-m", "broker", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture

@@ -178,10 +178,22 @@ def test_the_classic_tutorial_producer_appears_on_the_client(kafka_bootstrap, ma
     base = dashboard(kafka_bootstrap, topic)
     client = clients(base)
     classic = subprocess.run(
-        [PYTHON, str(SHARED_REFERENCE / "classic_producer.py"), "--bootstrap-servers", kafka_bootstrap,
-         "--topic", topic, "--interval", "0.2", "--count", "5"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            PYTHON,
+            str(SHARED_REFERENCE / "classic_producer.py"),
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--topic",
+            topic,
+            "--interval",
+            "0.2",
+            "--count",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert classic.returncode == 0, classic.stderr
     sent = [line for line in classic.stdout.splitlines() if line.startswith("Sent: ")]
     last = ast.literal_eval(sent[-1].removeprefix("Sent: "))  # the guide prints a Python dict
@@ -377,11 +389,14 @@ def test_health_follows_the_broker_and_the_fleet_survives_a_restart(private_brok
     ("args", "env", "line"),
     [
         (["--port", "http"], {}, "python -m dashboard: error: argument --port: 'http' is not an integer (see --help)"),
-        ([], {"DASHBOARD_CORS_ORIGINS": "*"},
-         "python -m dashboard: error: DASHBOARD_CORS_ORIGINS='*' is not valid: '*' would let any web site connect; "
-         "list the origins instead"),
+        (
+            [],
+            {"DASHBOARD_CORS_ORIGINS": "*"},
+            "python -m dashboard: error: DASHBOARD_CORS_ORIGINS='*' is not valid: '*' would let any web site connect; "
+            "list the origins instead",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_flags_and_settings_are_one_line_and_exit_2(args, env, line):
     result = subprocess.run(
         [PYTHON, "-m", "dashboard", *args], capture_output=True, text=True, timeout=30, env={**os.environ, **env}

@@ -23,9 +23,23 @@ from fleet.schema import MAX_FUTURE_S, MAX_SEQ, STATUSES, Fix, nests_deeper_than
 
 NOW = 1_800_000_000.0
 FIELD_NAMES = (
-    "driver_id", "latitude", "longitude", "timestamp", "heading", "speed_kmh", "status", "seq", "request_id",
-    "rider_id", "outcome", "requested_at", "distance_m", "eta_s", "driver_latitude", "driver_longitude",
-)  # fmt: skip
+    "driver_id",
+    "latitude",
+    "longitude",
+    "timestamp",
+    "heading",
+    "speed_kmh",
+    "status",
+    "seq",
+    "request_id",
+    "rider_id",
+    "outcome",
+    "requested_at",
+    "distance_m",
+    "eta_s",
+    "driver_latitude",
+    "driver_longitude",
+)
 CONTROL = {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]}
 
 # JSON values of every kind: huge and tiny numbers, text from every Unicode category (lone surrogates

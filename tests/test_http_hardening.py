@@ -257,10 +257,16 @@ def test_a_foreign_host_gets_400_on_the_page_the_api_and_socketio_but_probes_by_
         assert refused.headers["Content-Type"].startswith("text/plain") and "DASHBOARD_ALLOWED_HOSTS" in refused.text
         assert_secured(refused)
     upgrade = raw_get(
-        base, "/socket.io/?EIO=4&transport=websocket",
-        {"Host": "rebind.evil.example", "Upgrade": "websocket", "Connection": "Upgrade",
-         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"},
-    )  # fmt: skip
+        base,
+        "/socket.io/?EIO=4&transport=websocket",
+        {
+            "Host": "rebind.evil.example",
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+        },
+    )
     assert upgrade.status == 400
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
         assert requests.get(base + "/", headers={"Host": host}, timeout=5).status_code == 200, host

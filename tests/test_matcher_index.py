@@ -27,9 +27,14 @@ def index_of(points: dict[str, tuple[float, float]], cell_deg: float = 0.0025) -
 
 
 def test_the_nearest_of_several_points_wins_with_its_great_circle_distance():
-    points = {name: destination(*TIMES_SQUARE, bearing, metres) for name, bearing, metres in [
-        ("far", 0, 900), ("near", 135, 250), ("middle", 270, 400),
-    ]}  # fmt: skip
+    points = {
+        name: destination(*TIMES_SQUARE, bearing, metres)
+        for name, bearing, metres in [
+            ("far", 0, 900),
+            ("near", 135, 250),
+            ("middle", 270, 400),
+        ]
+    }
     found = index_of(points).nearest(*TIMES_SQUARE, 5000)
     assert found[0] == "near"
     assert found[1] == pytest.approx(250, abs=0.01)
@@ -167,10 +172,13 @@ def test_points_moved_and_removed_anywhere_are_found_where_they_are_now(scene, d
 
 def city_and_pole(drivers_in_city: int, drivers_at_pole: int) -> tuple[GridIndex, dict[str, tuple[float, float]]]:
     rnd = random.Random(drivers_in_city + drivers_at_pole)
-    points = {f"c{n:05d}": destination(*TIMES_SQUARE, rnd.uniform(0, 360), rnd.uniform(0, 20_000))
-              for n in range(drivers_in_city)}  # fmt: skip
-    points |= {f"p{n:03d}": destination(90.0, 0.0, rnd.uniform(0, 360), rnd.uniform(0, 8000))
-               for n in range(drivers_at_pole)}  # fmt: skip
+    points = {
+        f"c{n:05d}": destination(*TIMES_SQUARE, rnd.uniform(0, 360), rnd.uniform(0, 20_000))
+        for n in range(drivers_in_city)
+    }
+    points |= {
+        f"p{n:03d}": destination(90.0, 0.0, rnd.uniform(0, 360), rnd.uniform(0, 8000)) for n in range(drivers_at_pole)
+    }
     return index_of(points, DEFAULT_CELL_DEG), points
 
 

@@ -60,13 +60,27 @@ def topics(make_topic, kafka_admin):
 def launch_matcher(processes, bootstrap: str, topics: dict, group: str, instance: str, *extra: str):
     process = processes(
         [
-            PYTHON, "-m", "matcher", "--bootstrap-servers", bootstrap,
-            "--driver-topic", topics["drivers"], "--request-topic", topics["requests"],
-            "--match-topic", topics["matches"], "--group-id", group, "--instance-id", instance,
-            "--log-interval-s", "1", *extra,
+            PYTHON,
+            "-m",
+            "matcher",
+            "--bootstrap-servers",
+            bootstrap,
+            "--driver-topic",
+            topics["drivers"],
+            "--request-topic",
+            topics["requests"],
+            "--match-topic",
+            topics["matches"],
+            "--group-id",
+            group,
+            "--instance-id",
+            instance,
+            "--log-interval-s",
+            "1",
+            *extra,
         ],
         env={"PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    )
     return process, Logs(process)
 
 
@@ -275,8 +289,9 @@ def test_two_matchers_in_one_group_share_the_requests_and_never_share_a_driver(k
         for lon in range(10, 90, 11):
             by_partition.setdefault(partition_of(f"tile:{lat}:{lon}", 3), (lat + 0.5, lon + 0.5))
     areas = [by_partition[p] for p in range(3)]
-    drivers = {f"drv-{a}-{n:02d}": destination(*where, n * 7, 100 + n * 30) for a, where in enumerate(areas)
-               for n in range(30)}  # fmt: skip
+    drivers = {
+        f"drv-{a}-{n:02d}": destination(*where, n * 7, 100 + n * 30) for a, where in enumerate(areas) for n in range(30)
+    }
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
     publish_drivers(producer, topics["drivers"], drivers)
     flags = ("--reservation-timeout-s", "2", "--max-wait-s", "3")

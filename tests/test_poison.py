@@ -94,9 +94,13 @@ class Process:
         ARTIFACTS.mkdir(exist_ok=True)
         with open(self.log_path, "a") as log:
             self.popen = subprocess.Popen(
-                self.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+                self.args,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
-            )  # fmt: skip
+            )
         return self
 
     def log(self) -> str:
@@ -133,11 +137,28 @@ def start_matcher(bootstrap: str, topics: Topics, name: str, *extra: str, fresh_
     process = Process(
         f"{name}-matcher",
         [
-            PYTHON, "-m", "matcher", "--bootstrap-servers", bootstrap, "--driver-topic", topics.drivers,
-            "--request-topic", topics.requests, "--match-topic", topics.matches, "--group-id", f"poison-{topics.tag}",
-            "--instance-id", "m1", "--log-interval-s", "2", "--max-wait-s", "3", *extra,
+            PYTHON,
+            "-m",
+            "matcher",
+            "--bootstrap-servers",
+            bootstrap,
+            "--driver-topic",
+            topics.drivers,
+            "--request-topic",
+            topics.requests,
+            "--match-topic",
+            topics.matches,
+            "--group-id",
+            f"poison-{topics.tag}",
+            "--instance-id",
+            "m1",
+            "--log-interval-s",
+            "2",
+            "--max-wait-s",
+            "3",
+            *extra,
         ],
-    )  # fmt: skip
+    )
     if fresh_log:
         process.log_path.unlink(missing_ok=True)
     before = len(process.log()) if process.log_path.exists() else 0
@@ -309,8 +330,11 @@ def stack(kafka_bootstrap: str, kafka_admin: KafkaAdminClient) -> Iterator[Stack
 def test_every_hostile_class_is_refused_by_its_decoder_for_the_reason_the_fuzz_expects():
     rng = random.Random(7)
     now = time.time()
-    for classes, decoder in ((FIX_CLASSES, decode.FIXES), (REQUEST_CLASSES, decode.REQUESTS),
-                             (MATCH_CLASSES, decode.MATCHES)):  # fmt: skip
+    for classes, decoder in (
+        (FIX_CLASSES, decode.FIXES),
+        (REQUEST_CLASSES, decode.REQUESTS),
+        (MATCH_CLASSES, decode.MATCHES),
+    ):
         for kind, make in classes.items():
             hostile = make(rng, now)
             result = decoder(hostile.key, hostile.value, now)

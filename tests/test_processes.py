@@ -83,8 +83,14 @@ def test_every_error_of_ours_has_one_base_and_an_exit_code():
 def test_a_second_matcher_with_a_live_matchers_instance_id_refuses_instead_of_fencing_it(
     kafka_bootstrap, make_topic, processes
 ):
-    topics = ["--driver-topic", make_topic("drv"), "--request-topic", make_topic("req"),
-              "--match-topic", make_topic("match")]  # fmt: skip
+    topics = [
+        "--driver-topic",
+        make_topic("drv"),
+        "--request-topic",
+        make_topic("req"),
+        "--match-topic",
+        make_topic("match"),
+    ]
     group = f"twice-{time.time_ns()}"
     args = [
         "-m",

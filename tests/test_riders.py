@@ -168,9 +168,18 @@ def test_riders_json_holds_the_newest_rides_and_says_how_many_were_left_out():
     assert body["omitted"] == 2
     assert [r["id"] for r in body["riders"]] == ["req-2", "req-3"]
     assert body["riders"][1] == {
-        "id": "req-3", "rider_id": "rider-3", "lat": LAT, "lon": LON, "state": EN_ROUTE, "requested_at": T0 + 3,
-        "driver_id": "drv-1", "answered_at": T0 + 5, "distance_m": 400.0, "eta_s": 60, "ended_at": None,
-    }  # fmt: skip
+        "id": "req-3",
+        "rider_id": "rider-3",
+        "lat": LAT,
+        "lon": LON,
+        "state": EN_ROUTE,
+        "requested_at": T0 + 3,
+        "driver_id": "drv-1",
+        "answered_at": T0 + 5,
+        "distance_m": 400.0,
+        "eta_s": 60,
+        "ended_at": None,
+    }
     assert body["counts"]["waiting"] == 3
 
 

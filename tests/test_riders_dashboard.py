@@ -64,9 +64,19 @@ def answer(ride: RideRequest, at: float, driver_id: str | None = None) -> RideMa
     if driver_id is None:
         return RideMatch(ride.request_id, ride.rider_id, NO_DRIVER, at, ride.timestamp, ride.latitude, ride.longitude)
     return RideMatch(
-        ride.request_id, ride.rider_id, MATCHED, at, ride.timestamp, ride.latitude, ride.longitude,
-        driver_id, 440.0, 64, ride.latitude + 0.004, ride.longitude,
-    )  # fmt: skip
+        ride.request_id,
+        ride.rider_id,
+        MATCHED,
+        at,
+        ride.timestamp,
+        ride.latitude,
+        ride.longitude,
+        driver_id,
+        440.0,
+        64,
+        ride.latitude + 0.004,
+        ride.longitude,
+    )
 
 
 def in_transaction(bootstrap: str, topic: str, answers: list[RideMatch], commit: bool) -> None:
@@ -124,8 +134,10 @@ def test_riders_reach_the_browser_waiting_then_matched_then_picked_up_and_aborte
     wait_until(lambda: client.ride("req-0")["state"] == "picked_up", 5, "the rider is picked up")
     listing = requests.get(base + "/api/riders", timeout=5).json()
     assert {r["id"]: r["state"] for r in listing["riders"]} == {
-        "req-0": "picked_up", "req-1": "no_driver", "req-2": "waiting"
-    }  # fmt: skip
+        "req-0": "picked_up",
+        "req-1": "no_driver",
+        "req-2": "waiting",
+    }
     assert client.drivers_ever_shown("req-0") == {None, "drv-a"}, "the aborted transaction's driver never showed"
     assert metric(base, 'dashboard_riders{state="waiting"}') == 1
     client.sio.disconnect()

@@ -60,10 +60,19 @@ def test_a_malformed_request_is_refused_with_its_reason(raw, reason):
 
 def matched() -> RideMatch:
     return RideMatch(
-        request_id="req-1", rider_id="rider-7", outcome=MATCHED, timestamp=NOW + 1.5, requested_at=NOW,
-        latitude=40.75, longitude=-73.98, driver_id="drv-00042", distance_m=312.34, eta_s=45,
-        driver_latitude=40.7528, driver_longitude=-73.98,
-    )  # fmt: skip
+        request_id="req-1",
+        rider_id="rider-7",
+        outcome=MATCHED,
+        timestamp=NOW + 1.5,
+        requested_at=NOW,
+        latitude=40.75,
+        longitude=-73.98,
+        driver_id="drv-00042",
+        distance_m=312.34,
+        eta_s=45,
+        driver_latitude=40.7528,
+        driver_longitude=-73.98,
+    )
 
 
 def test_a_match_goes_through_its_encoding_unchanged_and_is_keyed_by_request_id():

@@ -85,10 +85,20 @@ def test_every_fix_of_n_drivers_over_k_intervals_arrives_in_order_inside_the_are
     drivers, rounds = 20, 10
     topic = make_topic("fleet", partitions=6)
     process = simulator(
-        processes, kafka_bootstrap, topic,
-        "--drivers", str(drivers), "--interval", "0.2", "--count", str(drivers * rounds),
-        "--offline-share", "0", "--seed", "3",
-    )  # fmt: skip
+        processes,
+        kafka_bootstrap,
+        topic,
+        "--drivers",
+        str(drivers),
+        "--interval",
+        "0.2",
+        "--count",
+        str(drivers * rounds),
+        "--offline-share",
+        "0",
+        "--seed",
+        "3",
+    )
     out, _ = finish(process)
     assert totals(out) == (drivers * rounds, drivers * rounds, 0)
 
@@ -147,10 +157,22 @@ def test_the_topic_is_created_with_six_partitions_when_missing(kafka_bootstrap, 
 def test_the_classic_tutorial_consumer_reads_our_messages(kafka_bootstrap, make_topic, processes):
     topic = make_topic("classic", partitions=6)
     finish(simulator(processes, kafka_bootstrap, topic, "--drivers", "10", "--interval", "0.1", "--count", "30"))
-    consumer = processes([
-        PYTHON, str(SHARED_REFERENCE / "classic_consumer.py"), "--bootstrap-servers", kafka_bootstrap,
-        "--topic", topic, "--group-id", f"classic-{uuid.uuid4().hex[:8]}", "--max-messages", "30", "--timeout", "15",
-    ])  # fmt: skip
+    consumer = processes(
+        [
+            PYTHON,
+            str(SHARED_REFERENCE / "classic_consumer.py"),
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--topic",
+            topic,
+            "--group-id",
+            f"classic-{uuid.uuid4().hex[:8]}",
+            "--max-messages",
+            "30",
+            "--timeout",
+            "15",
+        ]
+    )
     out, err = consumer.communicate(timeout=60)
     assert consumer.returncode == 0, err
     updates = re.findall(
@@ -186,9 +208,13 @@ def test_bad_flags_exit_2_with_one_line(flags, message):
 
 def test_a_bad_environment_variable_is_one_line_and_exit_2():
     result = subprocess.run(
-        [PYTHON, "-m", "simulator"], capture_output=True, text=True, timeout=30, cwd=ROOT,
+        [PYTHON, "-m", "simulator"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
         env={"SIMULATOR_DRIVERS": "many", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "python -m simulator: error: SIMULATOR_DRIVERS='many' is not valid: 'many' is not an integer"
@@ -199,8 +225,12 @@ def test_help_shows_every_default():
     result = subprocess.run([PYTHON, "-m", "simulator", "--help"], capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert result.returncode == 0
     help_text = " ".join(result.stdout.split())
-    for flag, env in [("--drivers", "SIMULATOR_DRIVERS"), ("--interval", "SIMULATOR_INTERVAL"),
-                      ("--topic", "DRIVER_TOPIC"), ("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS")]:  # fmt: skip
+    for flag, env in [
+        ("--drivers", "SIMULATOR_DRIVERS"),
+        ("--interval", "SIMULATOR_INTERVAL"),
+        ("--topic", "DRIVER_TOPIC"),
+        ("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS"),
+    ]:
         assert flag in help_text and f"env {env}; default:" in help_text
     assert "default: 200" in help_text and "default: driver-location" in help_text
 

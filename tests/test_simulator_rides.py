@@ -114,9 +114,13 @@ def test_roadside_points_on_the_grid_lie_on_a_block_inside_the_area():
 
 def one_driver_fleet(seed: int = 3, mix: StatusMix | None = None, street_grid: bool = False) -> SimulatedFleet:
     config = FleetConfig(
-        drivers=1, interval_s=1.0, style=DrivingStyle(mean_s_between_stops=1e12), street_grid=street_grid,
-        mix=mix or StatusMix(on_trip_share=0.0, offline_share=0.0), timing=QUICK,
-    )  # fmt: skip
+        drivers=1,
+        interval_s=1.0,
+        style=DrivingStyle(mean_s_between_stops=1e12),
+        street_grid=street_grid,
+        mix=mix or StatusMix(on_trip_share=0.0, offline_share=0.0),
+        timing=QUICK,
+    )
     return SimulatedFleet(config, seed)
 
 
@@ -143,8 +147,12 @@ def test_a_matched_driver_goes_on_trip_drives_to_the_rider_then_the_destination_
             break
     assert ride.phase == DONE, "the ride ends within the test's time"
     assert [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p] == [
-        TO_PICKUP, PICKUP_STOP, TO_DESTINATION, DROPOFF_STOP, DONE,
-    ]  # fmt: skip
+        TO_PICKUP,
+        PICKUP_STOP,
+        TO_DESTINATION,
+        DROPOFF_STOP,
+        DONE,
+    ]
     assert all(f.status == Status.ON_TRIP for f in fixes[:-1]) and fixes[-1].status == Status.AVAILABLE
     at_pickup = phases.index(PICKUP_STOP)
     assert haversine_m(fixes[at_pickup].latitude, fixes[at_pickup].longitude, *pickup) <= ARRIVE_M
@@ -243,32 +251,79 @@ def assign_from_start(consumer: KafkaConsumer, topic: str) -> None:
 def test_the_simulator_sends_riders_and_matched_drivers_drive_to_them(kafka_bootstrap, make_topic, processes):
     fixes_topic, requests_topic, matches_topic = (make_topic(stem, partitions=3) for stem in ("loc", "req", "match"))
     group = f"sim-rides-{uuid.uuid4().hex[:8]}"
-    matcher = processes([
-        PYTHON, "-m", "matcher", "--bootstrap-servers", kafka_bootstrap, "--driver-topic", fixes_topic,
-        "--request-topic", requests_topic, "--match-topic", matches_topic, "--group-id", group,
-        "--instance-id", f"{group}-1", "--partitions", "3",
-    ])  # fmt: skip
-    simulator = processes([
-        PYTHON, "-m", "simulator", "--bootstrap-servers", kafka_bootstrap, "--topic", fixes_topic,
-        "--request-topic", requests_topic, "--match-topic", matches_topic, "--riders-per-minute", "120",
-        "--drivers", "50", "--interval", "0.5", "--bbox", BOX, "--max-speed-kmh", "100",
-        "--on-trip-share", "0", "--offline-share", "0", "--seed", "7",
-    ])  # fmt: skip
+    matcher = processes(
+        [
+            PYTHON,
+            "-m",
+            "matcher",
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--driver-topic",
+            fixes_topic,
+            "--request-topic",
+            requests_topic,
+            "--match-topic",
+            matches_topic,
+            "--group-id",
+            group,
+            "--instance-id",
+            f"{group}-1",
+            "--partitions",
+            "3",
+        ]
+    )
+    simulator = processes(
+        [
+            PYTHON,
+            "-m",
+            "simulator",
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--topic",
+            fixes_topic,
+            "--request-topic",
+            requests_topic,
+            "--match-topic",
+            matches_topic,
+            "--riders-per-minute",
+            "120",
+            "--drivers",
+            "50",
+            "--interval",
+            "0.5",
+            "--bbox",
+            BOX,
+            "--max-speed-kmh",
+            "100",
+            "--on-trip-share",
+            "0",
+            "--offline-share",
+            "0",
+            "--seed",
+            "7",
+        ]
+    )
     fixes_reader = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
     matches_reader = KafkaConsumer(
         bootstrap_servers=kafka_bootstrap, enable_auto_commit=False, isolation_level="read_committed"
     )
     requests_reader = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
-    for consumer, topic in ((fixes_reader, fixes_topic), (matches_reader, matches_topic),
-                            (requests_reader, requests_topic)):  # fmt: skip
+    for consumer, topic in (
+        (fixes_reader, fixes_topic),
+        (matches_reader, matches_topic),
+        (requests_reader, requests_topic),
+    ):
         assign_from_start(consumer, topic)
     fix_records, match_records, request_records = [], [], []
     picked_up: set[str] = set()
     try:
         deadline = time.monotonic() + 25
         while time.monotonic() < deadline and len(picked_up) < 3:
-            for consumer, into in ((fixes_reader, fix_records), (matches_reader, match_records),
-                                   (requests_reader, request_records)):  # fmt: skip
+            for consumer, into in (
+                (fixes_reader, fix_records),
+                (matches_reader, match_records),
+                (requests_reader, request_records),
+            ):
                 read_all(consumer, into)
             picked_up = drivers_that_reached_their_rider(fix_records, match_records)
         simulator.send_signal(signal.SIGINT)

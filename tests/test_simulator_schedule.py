@@ -35,9 +35,15 @@ def test_a_window_counts_its_own_fixes_and_its_rate_against_the_target():
     window.max_lag = 0.012
     figures = window.figures(15.0, delivery, target_rate=100.0)
     assert figures == {
-        "seconds": 5.0, "sent": 500, "acknowledged": 500, "failed": 0, "rate": 100.0, "target_rate": 100.0,
-        "error_pct": 0.0, "max_lag_ms": 12,
-    }  # fmt: skip
+        "seconds": 5.0,
+        "sent": 500,
+        "acknowledged": 500,
+        "failed": 0,
+        "rate": 100.0,
+        "target_rate": 100.0,
+        "error_pct": 0.0,
+        "max_lag_ms": 12,
+    }
     assert "100.0 fixes/s against target 100.0/s (+0.0%), max lag 12 ms" in window.line(15.0, delivery, 100.0)
 
 

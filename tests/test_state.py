@@ -73,8 +73,13 @@ def test_stale_by_fix_timestamp_and_counts_by_status():
     assert state.get("old").is_stale(T + 40, 30)
     assert not state.get("new").is_stale(T + 40, 30)
     assert state.counts(T + 40) == {
-        "total": 3, "available": 1, "on_trip": 1, "offline": 0, "unknown": 1, "stale": 1,
-    }  # fmt: skip
+        "total": 3,
+        "available": 1,
+        "on_trip": 1,
+        "offline": 0,
+        "unknown": 1,
+        "stale": 1,
+    }
 
 
 def test_sweep_drops_drivers_silent_longer_than_drop_after():
