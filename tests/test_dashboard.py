@@ -418,7 +418,8 @@ def test_a_client_that_stops_reading_skips_frames_then_gets_a_snapshot(kafka_boo
     feeder = threading.Thread(target=feed_fleet, args=(kafka_bootstrap, topic, stop), daemon=True)
     feeder.start()
     try:
-        time.sleep(3.0)  # ~30 ticks with changes, and the client does not poll
+        # Frames flow while the slow client does not poll: it skips them, which the server counts.
+        wait_until(lambda: metric(base, "dashboard_frames_skipped_total") >= 20, 15, "20 frames skipped")
         backlog = slow.poll()
     finally:
         stop.set()

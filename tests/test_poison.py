@@ -238,8 +238,28 @@ class TopicReader:
                 self.records += batch
         return self.records
 
+    def read_to_end(self) -> list:
+        """Everything written (committed) to the topic up to now: read until each partition's end as of now."""
+        self.read(lambda r: self._assigned, 15, f"{self.topic} exists")
+        partitions = list(self.consumer.assignment())
+        ends = self.consumer.end_offsets(partitions)
+        return self.read(lambda r: all(self.consumer.position(tp) >= ends[tp] for tp in partitions), 15, "the end")
+
     def close(self) -> None:
         self.consumer.close()
+
+
+def committed_to_the_end(admin: KafkaAdminClient, bootstrap: str, group: str, topic: str) -> bool:
+    """Whether the consumer group has committed every partition of ``topic`` up to its end: for the matcher,
+    every request read is answered or dead-lettered, in a committed transaction."""
+    committed = admin.list_group_offsets(group)[group]
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","))
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        ends = consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+    return all((committed[tp].offset if tp in committed else 0) >= ends[tp] for tp in partitions)
 
 
 def answers_of(records: list) -> list[RideMatch]:
@@ -399,10 +419,14 @@ def test_a_request_with_a_400_digit_number_or_at_the_pole_no_longer_stops_matchi
         assert counts == {"pole": 1, "canary-1": 1, "canary-2": 1}, "each answered exactly once across the restart"
         reader.close()
 
+        group = f"poison-{topics.tag}"
+        wait_until(
+            lambda: committed_to_the_end(kafka_admin, kafka_bootstrap, group, topics.requests),
+            20,
+            "the matcher committed every request it read",
+        )
         dead = TopicReader(kafka_bootstrap, topics.requests + ".dlq")
-        dead.read(lambda r: len(r) >= 1, 15, "the poison request's dead letter")
-        time.sleep(1)  # a second copy, had the restart made one, would be there by now
-        dead.read(lambda r: True, 1, "")
+        dead.read_to_end()  # a second copy, had the restart made one, is in a transaction committed by now
         assert dead_letter_origins(dead.records) == [(topics.requests, *poison_at, "bad_latitude")]
         dead.close()
         assert_no_traceback(matcher)
@@ -577,8 +601,21 @@ def test_five_thousand_hostile_records_among_valid_ones_cost_nothing_but_their_d
         wait_until(lambda: _all_on_the_map(base, latest), 30, "every valid driver at its latest fix on the map")
         answers = TopicReader(kafka_bootstrap, topics.matches)
         answers.read(lambda r: request_ids <= {m.request_id for m in answers_of(r)}, 60, "every valid request answered")
-        time.sleep(1)
-        answers.read(lambda r: True, 1, "")
+        wait_until(
+            lambda: committed_to_the_end(kafka_admin, kafka_bootstrap, f"poison-{topics.tag}", topics.requests),
+            30,
+            "the matcher committed every request",
+        )
+        wait_until(
+            lambda: (
+                _metric(base, "dashboard_dead_letters_pending") == 0
+                and _metric(base, "dashboard_dead_letters_total")
+                == sum(where[0] != topics.requests for where in expected)
+            ),
+            30,
+            "the dashboard's dead letters are all acknowledged",
+        )
+        answers.read_to_end()
         counts = Counter(m.request_id for m in answers_of(answers.records))
         assert {rid: counts[rid] for rid in request_ids} == dict.fromkeys(request_ids, 1), "each exactly once"
         answers.close()
@@ -586,10 +623,7 @@ def test_five_thousand_hostile_records_among_valid_ones_cost_nothing_but_their_d
         for topic in topics.names():
             wanted = {where: reason for where, reason in expected.items() if where[0] == topic}
             dead = TopicReader(kafka_bootstrap, topic + ".dlq")
-            count = len(wanted)
-            dead.read(lambda r, count=count: len(r) >= count, 60, f"{count} dead letters of {topic}")
-            time.sleep(0.5)
-            dead.read(lambda r: True, 1, "")  # anything beyond, had a record been copied twice
+            dead.read_to_end()  # everything written: a record copied twice would be here too
             origins = dead_letter_origins(dead.records)
             dead.close()
             assert len(origins) == len(wanted), f"{topic}: each refused record copied exactly once"
