@@ -149,10 +149,26 @@ class Dashboard:
 @pytest.fixture(scope="module")
 def simulator(kafka_bootstrap: str, topic: str, log_dir: Path) -> Iterator[Service]:
     args = [
-        PYTHON, "-m", "simulator", "--drivers", str(DRIVERS), "--interval", "1", "--topic", topic,
-        "--bootstrap-servers", kafka_bootstrap, "--area", "nyc", "--seed", "5", "--offline-share", "0",
-        "--max-speed-kmh", "90",
-    ]  # fmt: skip
+        PYTHON,
+        "-m",
+        "simulator",
+        "--drivers",
+        str(DRIVERS),
+        "--interval",
+        "1",
+        "--topic",
+        topic,
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "--area",
+        "nyc",
+        "--seed",
+        "5",
+        "--offline-share",
+        "0",
+        "--max-speed-kmh",
+        "90",
+    ]
     service = Service("simulator", args, {"PYTHONUNBUFFERED": "1"}, log_dir)
     service.start()
     yield service

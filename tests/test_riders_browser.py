@@ -51,9 +51,13 @@ def riders_dashboard(kafka_bootstrap: str, topics: dict[str, str]) -> Iterator[s
     )
     simulator.start()
     dashboard = Dashboard(
-        "dashboard", kafka_bootstrap, topics["drivers"], log_dir,
-        RIDE_REQUEST_TOPIC=topics["requests"], RIDE_MATCH_TOPIC=topics["matches"],
-    )  # fmt: skip
+        "dashboard",
+        kafka_bootstrap,
+        topics["drivers"],
+        log_dir,
+        RIDE_REQUEST_TOPIC=topics["requests"],
+        RIDE_MATCH_TOPIC=topics["matches"],
+    )
     try:
         dashboard.start()
         page_tests.wait_until(lambda: held_by(dashboard.base) == DRIVERS, 30, f"the dashboard holds {DRIVERS} drivers")
@@ -65,9 +69,24 @@ def riders_dashboard(kafka_bootstrap: str, topics: dict[str, str]) -> Iterator[s
 
 def simulator_args(bootstrap: str, topic: str) -> list[str]:
     return [
-        PYTHON, "-m", "simulator", "--drivers", str(DRIVERS), "--interval", "1", "--topic", topic,
-        "--bootstrap-servers", bootstrap, "--area", "nyc", "--seed", "11", "--offline-share", "0",
-    ]  # fmt: skip
+        PYTHON,
+        "-m",
+        "simulator",
+        "--drivers",
+        str(DRIVERS),
+        "--interval",
+        "1",
+        "--topic",
+        topic,
+        "--bootstrap-servers",
+        bootstrap,
+        "--area",
+        "nyc",
+        "--seed",
+        "11",
+        "--offline-share",
+        "0",
+    ]
 
 
 # A drawn driver well inside the map (not under the panel), so that its rider 300 m north is on screen too.
@@ -110,8 +129,10 @@ def test_a_waiting_rider_gets_a_pin_then_a_line_from_its_driver_the_counts_and_a
     x, y = page.debug(f"riderAt({ride.request_id!r})")
     page.page.mouse.click(x, y - 13)  # the pin's head stands above the pick-up point
     page.page.locator("#rider-card").wait_for(state="visible")
-    card = {field: page.page.text_content(f"#rider-card-{field}") for field in (
-        "id", "rider", "outcome", "requested", "wait", "driver", "distance", "eta")}  # fmt: skip
+    card = {
+        field: page.page.text_content(f"#rider-card-{field}")
+        for field in ("id", "rider", "outcome", "requested", "wait", "driver", "distance", "eta")
+    }
     assert card["id"] == ride.request_id
     assert card["rider"] == HOSTILE_ID, "the hostile rider id is shown as text"
     for field in ("id", "rider", "driver"):  # ids from Kafka cannot reorder the card (right-to-left text, U+202E)

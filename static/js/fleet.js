@@ -45,6 +45,8 @@ export class Fleet {
     this.staleAfterS = 30;
     this.unannounced = 0; // records whose idx came without an id (a missed frame: resync)
     this.version = 0; // +1 whenever slots are added or removed
+    // Off (prefers-reduced-motion), a driver jumps to each new fix instead of gliding to it.
+    this.glide = true;
     // Fix timestamps not drawn yet, for the fix-to-drawn latency.
     this.pending = new Float64Array(PENDING_CAPACITY);
     this.pendingCount = 0;
@@ -68,6 +70,27 @@ export class Fleet {
     this.announce(ids);
     this.apply(batch, now, carried, false);
     this.seq = seq;
+  }
+
+  /**
+   * A `positions` event: its ids, gone and records, in that order. Returns null for a frame to ignore
+   * (before the first snapshot, or one the snapshot already holds), else whether frames were missed
+   * (its seq is not the next, or a record's driver was never announced): then ask for a `resync`.
+   */
+  takeFrame(seq, ids, gone, batch, now) {
+    if (this.seq === null || seq <= this.seq) return null;
+    const missed = seq !== this.seq + 1;
+    this.seq = seq;
+    this.announce(ids);
+    this.remove(gone);
+    const unannounced = this.unannounced;
+    this.apply(batch, now);
+    return missed || this.unannounced !== unannounced;
+  }
+
+  /** Whether a snapshot has been taken: before it, the fleet is not the server's yet. */
+  get started() {
+    return this.seq !== null;
   }
 
   /** The `ids` of an event: driver ids for the idx values they are sent as from now on. */
@@ -180,7 +203,7 @@ export class Fleet {
     const here = this._here;
     this.positionAt(s, now, here);
     const intervalMs = (ts - this.fixTs[s]) * 1000;
-    if (intervalMs > MAX_GLIDE_MS) {
+    if (intervalMs > MAX_GLIDE_MS || !this.glide) {
       this._place(s, x, y);
       return;
     }
@@ -196,6 +219,10 @@ export class Fleet {
 
   // A driver from before a snapshot (a resync or a reconnect): glide on from where it was drawn.
   _carry(s, [hx, hy, ts, vx, vy], x, y, fixTs, now) {
+    if (!this.glide) {
+      this._place(s, x, y);
+      return;
+    }
     this.ax[s] = hx;
     this.ay[s] = hy;
     this.bx[s] = x;

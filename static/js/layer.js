@@ -6,14 +6,8 @@
 // it during a zoom animation (as its own vector renderer does); between those, every frame the
 // canvas is put back over the map's viewport and redrawn in the frame of reference of that moment.
 
-import { STATUS, UNKNOWN_U16 } from "./protocol.js";
-
-export const STATUS_COLORS = Object.freeze({
-  [STATUS.unknown]: "#d97706",
-  [STATUS.available]: "#16a34a",
-  [STATUS.on_trip]: "#2563eb",
-  [STATUS.offline]: "#64748b",
-});
+import { PALETTES, SHAPES } from "./palette.js";
+import { STATUS, STATUS_NAMES, UNKNOWN_U16 } from "./protocol.js";
 // Drawn last = on top: stale drivers under live ones, and drivers on a trip above the rest.
 const DRAW_ORDER = [STATUS.offline, STATUS.unknown, STATUS.available, STATUS.on_trip];
 const STALE_ALPHA = 0.32;
@@ -25,17 +19,22 @@ const CROWDED_SPACING_PX = [24, 10];
 const HIT_RADIUS_PX = 10;
 
 export const FleetLayer = L.Layer.extend({
-  initialize(fleet) {
+  initialize(fleet, palette = PALETTES.light) {
     this._fleet = fleet;
+    this._palette = palette;
     this._here = new Float64Array(2);
     this._sx = new Float32Array(0);
     this._sy = new Float32Array(0);
     this._visible = new Uint8Array(0);
     this.drawn = 0;
     this.highlight = -1; // slot drawn with a ring (the selected driver)
-    // Painters drawn over the drivers on this canvas: { busy, paint(ctx, view, now) -> things drawn }.
-    this.overlays = [];
+    this._overlays = []; // painters drawn over the drivers (see addOverlay)
     this._overlaid = false;
+  },
+
+  /** Draw `painter` over the drivers on this canvas: { busy, paint(ctx, view, now) -> things drawn }. */
+  addOverlay(painter) {
+    this._overlays.push(painter);
   },
 
   onAdd(map) {
@@ -69,6 +68,18 @@ export const FleetLayer = L.Layer.extend({
     this._needsReframe = true;
   },
 
+  /** Whether the map moved since the last frame, so that the next one must be drawn whatever happens. */
+  get moved() {
+    return this._needsReframe;
+  },
+
+  /** Draw with another theme's colours from the next frame on. */
+  setPalette(palette) {
+    this._palette = palette;
+    this._stampSets = [];
+    this._needsReframe = true;
+  },
+
   /** Draw the fleet as it is at `now` (performance.now() ms). */
   draw(now) {
     const map = this._map;
@@ -76,7 +87,7 @@ export const FleetLayer = L.Layer.extend({
     if (this._needsReframe && !map._animatingZoom) this._reframe();
     const fleet = this._fleet;
     const n = fleet.count;
-    const overlays = this._overlaid || this.overlays.some((o) => o.busy);
+    const overlays = this._overlaid || this._overlays.some((o) => o.busy);
     if (n === 0 && this.drawn === 0 && this._cleared && !overlays) return; // nothing on the map, nothing to redo
     this._cleared = n === 0;
     this._project(now, n);
@@ -116,7 +127,7 @@ export const FleetLayer = L.Layer.extend({
       height: this._cssHeight,
     };
     let painted = 0;
-    for (const overlay of this.overlays) painted += overlay.paint(this._ctx, view, now);
+    for (const overlay of this._overlays) painted += overlay.paint(this._ctx, view, now);
     return painted;
   },
 
@@ -153,7 +164,7 @@ export const FleetLayer = L.Layer.extend({
   // The stamps of one size, built the first time that size is drawn.
   _stamps(size) {
     if (!this._stampSets[size]) {
-      this._stampSets[size] = buildStampSet(this._ratio, SIZES[size]);
+      this._stampSets[size] = buildStampSet(this._palette, this._ratio, SIZES[size]);
       setWidth(this._stampSets[size], this._width);
     }
     return this._stampSets[size];
@@ -264,20 +275,23 @@ export const FleetLayer = L.Layer.extend({
     ctx.beginPath();
     ctx.arc(this._sx[s] * r, this._sy[s] * r, 11 * r, 0, 2 * Math.PI);
     ctx.lineWidth = 2.5 * r;
-    ctx.strokeStyle = "rgba(15, 23, 42, 0.85)";
+    ctx.strokeStyle = this._palette.ring;
     ctx.stroke();
     ctx.beginPath();
     ctx.arc(this._sx[s] * r, this._sy[s] * r, 13.5 * r, 0, 2 * Math.PI);
     ctx.lineWidth = 2 * r;
-    ctx.strokeStyle = "rgba(255, 255, 255, 0.9)";
+    ctx.strokeStyle = this._palette.ringHalo;
     ctx.stroke();
   },
 });
 
 // A stamp is the non-transparent pixels of one driver picture: their offsets from the picture's
 // centre (as row * width + column in the canvas buffer, and as dx, dy for clipping at the edges)
-// and their RGBA values in the buffer's own byte order.
-function buildStamp(color, headingDegrees, ratio, size, alpha) {
+// and their RGBA values in the buffer's own byte order. The picture is the status's shape in its
+// colour (a disc, a square, a ring or a diamond: palette.js's SHAPES), with a wedge for the heading.
+function buildStamp(palette, status, headingDegrees, ratio, size, alpha) {
+  const color = palette[status];
+  const shape = SHAPES[status];
   const radius = 4.6 * size * ratio;
   const tip = 9 * size * ratio;
   const half = Math.ceil(tip + ratio);
@@ -298,13 +312,18 @@ function buildStamp(color, headingDegrees, ratio, size, alpha) {
     ctx.fillStyle = color;
     ctx.fill();
   }
-  ctx.beginPath();
-  ctx.arc(c, c, radius, 0, 2 * Math.PI);
+  shapePath(ctx, shape, c, radius);
   ctx.fillStyle = color;
   ctx.fill();
   ctx.lineWidth = 1.3 * ratio;
-  ctx.strokeStyle = "rgba(255, 255, 255, 0.95)";
+  ctx.strokeStyle = palette.outline;
   ctx.stroke();
+  if (shape === "ring") {
+    ctx.beginPath();
+    ctx.arc(c, c, radius * 0.5, 0, 2 * Math.PI);
+    ctx.fillStyle = palette.hollow;
+    ctx.fill();
+  }
   const rgba = ctx.getImageData(0, 0, side, side).data;
   const dx = [];
   const dy = [];
@@ -342,8 +361,26 @@ function setWidth(sets, width) {
   }
 }
 
-// sets[stale][status][heading index] for one pixel ratio and size.
-function buildStampSet(ratio, size) {
+// The outline of a marker's shape, about as large as a disc of `radius` around (c, c).
+function shapePath(ctx, shape, c, radius) {
+  ctx.beginPath();
+  if (shape === "square") {
+    const half = radius * 0.9;
+    ctx.rect(c - half, c - half, 2 * half, 2 * half);
+  } else if (shape === "diamond") {
+    const half = radius * 1.25;
+    ctx.moveTo(c, c - half);
+    ctx.lineTo(c + half, c);
+    ctx.lineTo(c, c + half);
+    ctx.lineTo(c - half, c);
+    ctx.closePath();
+  } else {
+    ctx.arc(c, c, radius, 0, 2 * Math.PI);
+  }
+}
+
+// sets[stale][status][heading index] for one palette, pixel ratio and size.
+function buildStampSet(palette, ratio, size) {
   const sets = [];
   for (const stale of [0, 1]) {
     const byStatus = [];
@@ -351,7 +388,7 @@ function buildStampSet(ratio, size) {
       const stamps = [];
       for (let h = 0; h <= HEADINGS; h += 1) {
         const heading = h === HEADINGS ? null : (h * 360) / HEADINGS;
-        stamps.push(buildStamp(STATUS_COLORS[status], heading, ratio, size, stale ? STALE_ALPHA : 1));
+        stamps.push(buildStamp(palette, STATUS_NAMES[status], heading, ratio, size, stale ? STALE_ALPHA : 1));
       }
       byStatus[status] = stamps;
     }

@@ -1,22 +1,30 @@
 // The live map page. folium's script creates the Leaflet map, then its FleetHook element calls
 // start(map) here: we connect to the dashboard over Socket.IO, keep the fleet in typed arrays and
-// the riders in a small list, draw both every animation frame on one canvas, and keep the panel
-// and the details cards current.
+// the riders in a small list, draw both every animation frame on one canvas (once a second for a
+// reader who asks for less motion), and keep the panel and the details cards current. Everything
+// can be done from the keyboard: the shortcuts are in _bindKeys and on the page's ? sheet.
 
 import { io } from "socket.io-client";
 import { Fleet, latitudeOf, longitudeOf } from "./fleet.js";
 import { FleetLayer } from "./layer.js";
+import { Layout } from "./layout.js";
 import { FrameRate, LatencyWindow } from "./meters.js";
 import { Card, Panel, RiderCard } from "./panel.js";
-import { VERSION, decodeRecords } from "./protocol.js";
+import { STATUS_NAMES, VERSION, decodeRecords } from "./protocol.js";
 import { RiderPainter, Riders } from "./riders.js";
+import { Search } from "./search.js";
+import { Shortcuts } from "./shortcuts.js";
+import { Theme } from "./theme.js";
 
 // No frame for this long while connected: the badge says "stale".
 const STALE_CONNECTION_MS = 5000;
 const SECOND_MS = 1000;
 const FOLLOW_ZOOM = 15;
 const FIT_MAX_ZOOM = 15;
-const TRAIL_STYLE = { color: "#0f172a", weight: 4, opacity: 0.6, interactive: false, lineJoin: "round", lineCap: "round" };
+const TRAIL_STYLE = { weight: 4, opacity: 0.6, interactive: false, lineJoin: "round", lineCap: "round" };
+// With prefers-reduced-motion the fleet is drawn this often (and whenever the map moves), each driver where its newest fix is.
+const REDUCED_MOTION_FRAME_MS = 1000;
+const REDUCED_MOTION = "(prefers-reduced-motion: reduce)";
 
 export function start(map) {
   const page = new LivePage(map);
@@ -29,14 +37,38 @@ const epochMs = () => performance.timeOrigin + performance.now();
 class LivePage {
   constructor(map) {
     this.map = map;
+    this.theme = new Theme(document.getElementById("theme-toggle"), () => this._themeChanged());
     this.fleet = new Fleet();
-    this.layer = new FleetLayer(this.fleet).addTo(map);
+    // Read once and on change only: reading `matches` at every frame would swallow Chromium's change events.
+    const reducedMotion = window.matchMedia(REDUCED_MOTION);
+    reducedMotion.addEventListener("change", (ev) => this._motionChanged(ev.matches));
+    this.lessMotion = reducedMotion.matches;
+    this.fleet.glide = !this.lessMotion;
+    this.layer = new FleetLayer(this.fleet, this.theme.palette).addTo(map);
     this.riders = new Riders();
-    this.riderPainter = new RiderPainter(this.riders, this.fleet);
-    this.layer.overlays.push(this.riderPainter);
+    this.riderPainter = new RiderPainter(this.riders, this.fleet, this.theme.palette);
+    this.layer.addOverlay(this.riderPainter);
     this.panel = new Panel();
     this.card = new Card();
     this.riderCard = new RiderCard();
+    this.shortcuts = new Shortcuts();
+    this.layout = new Layout({
+      panel: this.panel.root,
+      cards: [this.card.root, this.riderCard.root],
+      cardSlot: document.getElementById("summary"),
+      legend: document.getElementById("legend"),
+      legendSlot: document.getElementById("driver-counts"),
+      mapArea: document.getElementById("map-area"),
+      onChange: () => map.invalidateSize({ pan: false }),
+    });
+    this.search = new Search({
+      ids: () => this.fleet.ids,
+      statusOf: (id) => this._statusOf(id),
+      choose: (id) => this.select(id, true),
+      submit: (text, total) => this._searchFailed(text, total),
+    });
+    this.lastDrawAt = -Infinity;
+    this.redraw = true; // draw at the next frame even with reduced motion (a selection, a theme)
     this.latency = new LatencyWindow();
     this.frameRate = new FrameRate();
     this.serverOffsetMs = 0; // server clock minus ours, from the latest event
@@ -52,6 +84,7 @@ class LivePage {
     this.unsupported = false;
     this._here = new Float64Array(2);
     this.socket = this._connect();
+    this._nameMap();
     this._bindMap();
     this._bindPanel();
     this._bindKeys();
@@ -124,16 +157,11 @@ class LivePage {
 
   _onPositions(payload) {
     if (!this._speaks(payload)) return;
-    const fleet = this.fleet;
-    if (fleet.seq === null || payload.seq <= fleet.seq) return; // before a snapshot, or already in it
+    const batch = decodeRecords(payload.data, payload.t0);
+    const missed = this.fleet.takeFrame(payload.seq, payload.ids, payload.gone, batch, performance.now());
+    if (missed === null) return; // before a snapshot, or already in it
     this._clock(payload.t);
-    const missed = payload.seq !== fleet.seq + 1;
-    fleet.seq = payload.seq;
-    fleet.announce(payload.ids);
-    fleet.remove(payload.gone);
-    const unannounced = fleet.unannounced;
-    fleet.apply(decodeRecords(payload.data, payload.t0), performance.now());
-    if ((missed || fleet.unannounced !== unannounced) && !this.resyncAsked) {
+    if (missed && !this.resyncAsked) {
       this.resyncAsked = true; // frames were missed: ask for the whole fleet once
       this.socket.emit("resync");
     }
@@ -177,6 +205,12 @@ class LivePage {
   _frame(now) {
     const started = performance.now();
     requestAnimationFrame(this._frame);
+    if (this.lessMotion && !this._drawDue(now)) {
+      this.frameRate.tick(performance.now() - started);
+      return;
+    }
+    this.lastDrawAt = now;
+    this.redraw = false;
     const slot = this.selectedId === null ? -1 : this.fleet.slotOf(this.selectedId) ?? -1;
     if (this.followId !== null && !this.flying && slot >= 0) this._keepInView(slot, now);
     this.layer.highlight = slot;
@@ -187,10 +221,35 @@ class LivePage {
     this.frameRate.tick(performance.now() - started);
   }
 
+  // With reduced motion: once a second, or at once when the map moved or the page asked (a selection, a theme).
+  _drawDue(now) {
+    return this.redraw || this.layer.moved || this.flying || now - this.lastDrawAt >= REDUCED_MOTION_FRAME_MS;
+  }
+
+  _motionChanged(less) {
+    this.lessMotion = less;
+    this.fleet.glide = !less;
+    this.redraw = true;
+  }
+
+  _themeChanged() {
+    const palette = this.theme.palette;
+    this.layer.setPalette(palette);
+    this.riderPainter.setPalette(palette);
+    if (this.trail) this.trail.setStyle({ color: palette.trail });
+    // folium's grid reads its line colours from page.css when it draws a tile: draw the tiles again.
+    this.map.eachLayer((layer) => {
+      if (layer instanceof L.GridLayer && layer.options.className === "grid-background") layer.redraw();
+    });
+    this.redraw = true;
+  }
+
   _everySecond() {
     this._showConnection();
     this.panel.showMeters(this.latency.take(), this.frameRate.take(performance.now()));
     this._refreshPanel();
+    const riders = this.riders.counts;
+    if (this.fleet.started) this.panel.announce(this.counts, riders ? riders.waiting ?? 0 : null, performance.now());
     if (this.card.open) this._refreshCard();
     if (this.riderCard.open) this._refreshRiderCard();
     document.body.dataset.drivers = String(this.fleet.count);
@@ -200,7 +259,8 @@ class LivePage {
   // Stale marks, counts and the drivers list, from the fleet as this page holds it.
   _refreshPanel() {
     const serverNow = this.serverNowS();
-    this.panel.showCounts(this.fleet.markStale(serverNow));
+    this.counts = this.fleet.markStale(serverNow);
+    this.panel.showCounts(this.counts);
     this._listDrivers();
   }
 
@@ -221,18 +281,15 @@ class LivePage {
       maxY = Math.max(maxY, fleet.by[s]);
     }
     const bounds = L.latLngBounds([latitudeOf(maxY), longitudeOf(minX)], [latitudeOf(minY), longitudeOf(maxX)]);
-    const panelWidth = this._panelCoversMap() ? this.panel.root.offsetWidth + 16 : 0;
+    const covered = this.panel.collapsed ? 0 : this.panel.root.offsetWidth + 16;
+    const panelWidth = this.layout.bottomSheet ? 0 : covered;
     this.map.fitBounds(bounds, {
       paddingTopLeft: [40, 40],
-      paddingBottomRight: [40 + panelWidth, 40],
+      paddingBottomRight: [40 + panelWidth, 40 + this.layout.sheetHeight],
       maxZoom: FIT_MAX_ZOOM,
       animate: false,
     });
     this.fitted = true;
-  }
-
-  _panelCoversMap() {
-    return !this.panel.collapsed && window.matchMedia("(min-width: 721px)").matches;
   }
 
   // --- selection, search and follow --------------------------------------------------------
@@ -247,6 +304,7 @@ class LivePage {
     this.panel.say("");
     if (this.riderCard.open) this.deselectRider();
     this.selectedId = driverId;
+    this.redraw = true;
     this.card.show(driverId);
     this._refreshCard();
     if (follow) this._follow(driverId, slot);
@@ -255,6 +313,7 @@ class LivePage {
 
   deselect() {
     this.selectedId = null;
+    this.redraw = true;
     this.card.hide();
     this._unfollow();
     if (this.trail) {
@@ -267,12 +326,14 @@ class LivePage {
   selectRider(requestId) {
     if (this.card.open) this.deselect();
     this.riderPainter.highlight = requestId;
+    this.redraw = true;
     this.riderCard.show(requestId);
     this._refreshRiderCard();
   }
 
   deselectRider() {
     this.riderPainter.highlight = null;
+    this.redraw = true;
     this.riderCard.hide();
   }
 
@@ -282,16 +343,21 @@ class LivePage {
 
   _follow(driverId, slot) {
     this.followId = driverId;
-    this.flying = true;
     this.panel.showFollowing(driverId);
     const here = this._here;
     this.fleet.positionAt(slot, performance.now(), here);
+    const target = [latitudeOf(here[1]), longitudeOf(here[0])];
+    const zoom = Math.max(this.map.getZoom(), FOLLOW_ZOOM);
+    if (this.lessMotion) {
+      this.map.setView(target, zoom, { animate: false }); // no flight: the map jumps there
+      this.redraw = true;
+      return;
+    }
+    this.flying = true;
     this.map.once("moveend", () => {
       this.flying = false;
     });
-    this.map.flyTo([latitudeOf(here[1]), longitudeOf(here[0])], Math.max(this.map.getZoom(), FOLLOW_ZOOM), {
-      duration: 1.0,
-    });
+    this.map.flyTo(target, zoom, { duration: 1.0 });
   }
 
   _unfollow() {
@@ -300,14 +366,15 @@ class LivePage {
     this.panel.showFollowing(null);
   }
 
-  // Pan so that the followed driver stays at the centre of the map (whole pixels, no animation).
+  // Pan so that the followed driver stays at the centre of the map (whole pixels, no animation); on a
+  // phone, at the centre of what the bottom sheet leaves of it.
   _keepInView(slot, now) {
     const map = this.map;
     if (map._animatingZoom) return;
     const here = this._here;
     this.fleet.positionAt(slot, now, here);
     const point = map.latLngToContainerPoint([latitudeOf(here[1]), longitudeOf(here[0])]);
-    const center = map.getSize().divideBy(2);
+    const center = map.getSize().subtract([0, this.layout.sheetHeight]).divideBy(2);
     const dx = Math.round(point.x - center.x);
     const dy = Math.round(point.y - center.y);
     if (dx || dy) map.panBy([dx, dy], { animate: false, noMoveStart: true });
@@ -340,7 +407,21 @@ class LivePage {
   _drawTrail(points) {
     const latlngs = points.map((p) => [p[0], p[1]]);
     if (this.trail) this.trail.setLatLngs(latlngs);
-    else this.trail = L.polyline(latlngs, TRAIL_STYLE).addTo(this.map);
+    else this.trail = L.polyline(latlngs, { ...TRAIL_STYLE, color: this.theme.palette.trail }).addTo(this.map);
+  }
+
+  _statusOf(driverId) {
+    const slot = this.fleet.slotOf(driverId);
+    return slot === undefined ? "unknown" : STATUS_NAMES[this.fleet.status[slot]];
+  }
+
+  // Enter in the search box without a match picked: say why nothing was chosen.
+  _searchFailed(text, total) {
+    if (total === 0) this.panel.sayNoDriver(text);
+    else {
+      this.panel.say(`${total.toLocaleString("en-US")} drivers match: choose one with the arrow keys, or type more.`);
+      this.search.update();
+    }
   }
 
   // --- wiring --------------------------------------------------------------------------------
@@ -373,21 +454,25 @@ class LivePage {
     });
   }
 
+  // The map's container takes the focus (Leaflet's keys): give it a name that says what it does.
+  _nameMap() {
+    const container = this.map.getContainer();
+    container.setAttribute("role", "region");
+    container.setAttribute("aria-roledescription", "map");
+    container.setAttribute("aria-label", "Fleet map: arrow keys pan, plus and minus zoom");
+  }
+
   _bindPanel() {
     const panel = this.panel;
-    panel.searchForm.addEventListener("submit", (ev) => {
-      ev.preventDefault();
-      const text = panel.searchInput.value.trim();
-      if (!text) return;
-      const first = panel.list.querySelector("li")?.dataset.driverId;
-      const id = this.fleet.slotOf(text) !== undefined ? text : first;
-      if (id === undefined || !this.select(id, true)) panel.sayNoDriver(text);
-    });
     panel.searchInput.addEventListener("input", () => {
       panel.say("");
       this._listDrivers();
     });
-    panel.followingStop.addEventListener("click", () => this._unfollow());
+    panel.followingStop.addEventListener("click", () => {
+      this._unfollow();
+      // The button goes away with the line it stands in: keep the keyboard in the details, where f follows again.
+      if (this.card.open) this.card.followButton.focus();
+    });
     panel.sortButton.addEventListener("click", () => {
       panel.toggleOrder();
       this._listDrivers();
@@ -407,20 +492,44 @@ class LivePage {
     });
   }
 
+  // `/` search, `f` follow the selected driver, `?` the shortcuts sheet (single keys, which the sheet can
+  // turn off), Escape closes what is open. Arrow keys belong to the search's matches, the drivers list
+  // (panel.js) and the map, wherever the focus is.
   _bindKeys() {
     document.addEventListener("keydown", (ev) => {
+      if (this.shortcuts.open || ev.defaultPrevented) return; // the sheet is modal and closes itself on Escape
       const typing = ev.target instanceof HTMLInputElement || ev.target instanceof HTMLTextAreaElement;
-      if (ev.key === "/" && !typing && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
+      const plain = !ev.ctrlKey && !ev.metaKey && !ev.altKey;
+      const single = plain && !typing && this.shortcuts.enabled;
+      if (ev.key === "/" && single) {
         ev.preventDefault();
         if (this.panel.collapsed) this.panel.setCollapsed(false);
         this.panel.searchInput.focus();
         this.panel.searchInput.select();
+      } else if (ev.key === "?" && single) {
+        ev.preventDefault();
+        this.shortcuts.show();
+      } else if ((ev.key === "f" || ev.key === "F") && single && !ev.shiftKey) {
+        this._followSelected();
       } else if (ev.key === "Escape") {
-        if (this.card.open) this.deselect();
-        if (this.riderCard.open) this.deselectRider();
-        if (typing) ev.target.blur();
+        this._escape(ev.target, typing);
       }
     });
+  }
+
+  _followSelected() {
+    const slot = this.selectedId === null ? undefined : this.fleet.slotOf(this.selectedId);
+    if (slot !== undefined) this._follow(this.selectedId, slot);
+    else this.panel.say("Choose a driver first (press / to find one), then f follows it.");
+  }
+
+  // Escape closes the details; the keyboard then goes back to the map, unless it was typing (it just leaves the box).
+  _escape(target, typing) {
+    const inCard = this.card.root.contains(target) || this.riderCard.root.contains(target);
+    if (this.card.open) this.deselect();
+    if (this.riderCard.open) this.deselectRider();
+    if (typing) target.blur();
+    else if (inCard) this.map.getContainer().focus({ preventScroll: true });
   }
 
   /** For tests and benchmarks: what is drawn where, without reading pixels. */
@@ -448,6 +557,15 @@ class LivePage {
       riderLines: () => this.riderPainter.lines,
       /** Container pixels where a rider's pick-up point was drawn in the last frame, or null. */
       riderAt: (requestId) => this.riderPainter.drawnAt(requestId),
+      /** Container pixels of every rider's pick-up point drawn in the last frame. */
+      riderPoints: () => this.riderPainter.drawnPoints(),
+      /** "light" or "dark", and the canvas colours of that theme. */
+      theme: () => this.theme.name,
+      palette: () => ({ ...this.theme.palette }),
+      /** Whether the fleet glides (false with prefers-reduced-motion). */
+      gliding: () => this.fleet.glide,
+      /** Where the panel is: "bottom" (a phone's sheet), "side"; and whether the legend and cards are in it. */
+      layout: () => ({ sheet: this.layout.bottomSheet ? "bottom" : "side", compact: this.layout.compact }),
     });
   }
 }

@@ -4,10 +4,14 @@
 // element with dir="auto" and the kafka-text class, or a <bdi> inside a sentence), so that an id in
 // Arabic or Hebrew, or one holding U+202E, cannot reorder the text around it.
 
+import { COMPACT } from "./layout.js";
 import { STATUS_NAMES } from "./protocol.js";
 
 const LIST_ROWS = 40;
+// The polite live region speaks the counts at most this often (screen readers would read every change otherwise).
+export const ANNOUNCE_EVERY_MS = 5000;
 const STATUS_LABELS = Object.freeze({ available: "available", on_trip: "on trip", offline: "offline" });
+const STATUS_WORDS = STATUS_NAMES.map((name) => STATUS_LABELS[name] || "no status"); // by status code
 const BADGE_TEXT = Object.freeze({
   connecting: "connecting",
   live: "live",
@@ -80,7 +84,6 @@ export class Panel {
     this.badge = byId("badge");
     this.root = byId("panel");
     this.toggle = byId("panel-toggle");
-    this.searchForm = byId("search");
     this.searchInput = byId("search-input");
     this.searchMessage = byId("search-message");
     this.following = byId("following");
@@ -92,11 +95,16 @@ export class Panel {
     this.partitions = byId("kafka-partitions");
     this.kafkaError = byId("kafka-error");
     this.banner = byId("banner");
+    this.announcer = byId("announcer");
     this.newestFirst = true;
     this._rows = [];
+    this._current = 0; // the row the list's Tab stop is on (arrow keys move it)
+    this._spoken = "";
+    this._spokenAt = -Infinity;
     this._toggleCollapsed = this._toggleCollapsed.bind(this);
     this.toggle.addEventListener("click", this._toggleCollapsed);
-    if (window.matchMedia("(max-width: 720px)").matches) this.setCollapsed(true);
+    this.list.addEventListener("keydown", (ev) => this._listKey(ev));
+    if (window.matchMedia(COMPACT).matches) this.setCollapsed(true);
   }
 
   get collapsed() {
@@ -196,9 +204,31 @@ export class Panel {
     });
   }
 
+  /**
+   * Say the counts through the live region, at most every ANNOUNCE_EVERY_MS and only when they changed,
+   * so that a screen reader is told how the fleet stands without being talked over at every tick.
+   */
+  announce(counts, ridersWaiting, now) {
+    if (now - this._spokenAt < ANNOUNCE_EVERY_MS) return;
+    const n = (value) => number.format(value || 0);
+    let text = `${n(counts.total)} drivers: ${n(counts.available)} available, ${n(counts.on_trip)} on trip, ${n(counts.offline)} offline`;
+    if (counts.stale) text += `, ${n(counts.stale)} stale`;
+    if (ridersWaiting !== null) text += `. ${n(ridersWaiting)} ${ridersWaiting === 1 ? "rider" : "riders"} waiting`;
+    text += ".";
+    if (text === this._spoken) return;
+    this._spoken = text;
+    this._spokenAt = now;
+    setText(this.announcer, text);
+  }
+
+  /** Whether the keyboard is in the drivers list (it then holds still: rows do not move under the focus). */
+  get listFocused() {
+    return this.list.contains(document.activeElement);
+  }
+
   /** The drivers list: the first rows of the fleet sorted by last seen, filtered by the search text. */
   showDrivers(fleet, serverNowS, filter, onPick) {
-    if (this.collapsed) return;
+    if (this.collapsed || this.listFocused) return;
     const needle = filter.trim().toLowerCase();
     const order = [];
     for (let s = 0; s < fleet.count; s += 1) {
@@ -219,9 +249,12 @@ export class Panel {
       row.dot.dataset.status = STATUS_NAMES[fleet.status[s]];
       row.dot.classList.toggle("faded", fleet.stale[s] === 1);
       setText(row.id, fleet.ids[s]);
+      setText(row.status, `, ${STATUS_WORDS[fleet.status[s]]}${fleet.stale[s] ? ", stale" : ""},`);
       setText(row.age, formatAge(serverNowS - ts[s]));
       if (!row.item.parentNode) this.list.append(row.item); // rows past `shown` are detached, so order holds
     }
+    this._current = Math.min(this._current, Math.max(0, shown - 1));
+    this._rows.forEach((row, r) => (row.button.tabIndex = r === this._current ? 0 : -1));
     let note = "";
     if (order.length > shown) note = `${number.format(shown)} of ${number.format(order.length)}${needle ? " matching" : ""}`;
     else if (needle && !order.length) note = "no driver matches";
@@ -238,12 +271,28 @@ export class Panel {
     const id = document.createElement("span");
     id.className = "mono driver-id kafka-text";
     id.dir = "auto";
+    const status = document.createElement("span"); // the status in words, for screen readers (the dot shows it)
+    status.className = "visually-hidden";
     const age = document.createElement("span");
     age.className = "age";
-    button.append(dot, id, age);
+    button.append(dot, id, status, age);
     item.append(button);
     button.addEventListener("click", () => onPick(item.dataset.driverId));
-    return { item, dot, id, age };
+    return { item, button, dot, id, status, age };
+  }
+
+  // Arrow keys, Home and End move the focus through the rows; Tab leaves the list (one Tab stop, on the current row).
+  _listKey(ev) {
+    const rows = this._rows.filter((row) => row.item.parentNode);
+    const at = rows.findIndex((row) => row.button === document.activeElement);
+    if (at < 0 || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    const to = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: rows.length - 1 }[ev.key];
+    if (to === undefined) return;
+    ev.preventDefault();
+    ev.stopPropagation();
+    this._current = Math.max(0, Math.min(rows.length - 1, to));
+    rows.forEach((row, r) => (row.button.tabIndex = r === this._current ? 0 : -1));
+    rows[this._current].button.focus();
   }
 
   toggleOrder() {

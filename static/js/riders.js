@@ -4,10 +4,7 @@
 // (animated) position to its rider until pick-up, then a pin per waiting or matched rider on top.
 
 import { worldX, worldY } from "./fleet.js";
-
-export const RIDER_COLORS = Object.freeze({ waiting: "#db2777", en_route: "#7c3aed" });
-const LINE_COLOR = "rgba(124, 58, 237, 0.9)";
-const LINE_HALO = "rgba(255, 255, 255, 0.85)";
+import { PALETTES } from "./palette.js";
 const SHOWN_STATES = new Set(["waiting", "en_route"]);
 const HIT_RADIUS_PX = 12;
 const LINE_GAP_PX = 7;
@@ -35,9 +32,10 @@ export class Riders {
 }
 
 export class RiderPainter {
-  constructor(riders, fleet) {
+  constructor(riders, fleet, palette = PALETTES.light) {
     this._riders = riders;
     this._fleet = fleet;
+    this._palette = palette;
     this._here = new Float64Array(2);
     this._sprites = null;
     this._spriteRatio = 0;
@@ -45,6 +43,12 @@ export class RiderPainter {
     this.highlight = null; // request id drawn with a ring (the selected rider)
     this.drawn = 0;
     this.lines = 0;
+  }
+
+  /** Paint with another theme's colours from the next frame on. */
+  setPalette(palette) {
+    this._palette = palette;
+    this._spriteRatio = 0;
   }
 
   /** Whether the next frame has anything to paint. */
@@ -85,6 +89,11 @@ export class RiderPainter {
     return best;
   }
 
+  /** Where every rider's pick-up point was drawn last (container pixels). */
+  drawnPoints() {
+    return Array.from(this._drawnAt.values());
+  }
+
   /** Where a rider's pick-up point was drawn last (container pixels), or null. */
   drawnAt(requestId) {
     return this._drawnAt.get(requestId) || null;
@@ -118,11 +127,11 @@ export class RiderPainter {
       ctx.lineCap = "round";
       ctx.setLineDash([]);
       ctx.lineWidth = 4.5 * r;
-      ctx.strokeStyle = LINE_HALO;
+      ctx.strokeStyle = this._palette.lineHalo;
       ctx.stroke();
       ctx.setLineDash([6 * r, 4 * r]);
       ctx.lineWidth = 2 * r;
-      ctx.strokeStyle = LINE_COLOR;
+      ctx.strokeStyle = this._palette.line;
       ctx.stroke();
       ctx.setLineDash([]);
     }
@@ -135,13 +144,14 @@ export class RiderPainter {
     ctx.beginPath();
     ctx.arc(at[0] * ratio, (at[1] - PIN_HEIGHT + PIN_RADIUS) * ratio, (PIN_RADIUS + 4) * ratio, 0, 2 * Math.PI);
     ctx.lineWidth = 2.5 * ratio;
-    ctx.strokeStyle = "rgba(15, 23, 42, 0.85)";
+    ctx.strokeStyle = this._palette.ring;
     ctx.stroke();
   }
 
   _spritesFor(ratio) {
     if (this._spriteRatio !== ratio) {
-      this._sprites = { waiting: pinSprite(RIDER_COLORS.waiting, ratio), en_route: pinSprite(RIDER_COLORS.en_route, ratio) };
+      const palette = this._palette;
+      this._sprites = { waiting: pinSprite(palette.waiting, palette.outline, ratio), en_route: pinSprite(palette.en_route, palette.outline, ratio) };
       this._spriteRatio = ratio;
     }
     return this._sprites;
@@ -149,7 +159,7 @@ export class RiderPainter {
 }
 
 // A map pin with a person's head in it, drawn once per colour and pixel ratio.
-function pinSprite(color, ratio) {
+function pinSprite(color, outline, ratio) {
   const r = PIN_RADIUS * ratio;
   const height = PIN_HEIGHT * ratio;
   const pad = 2 * ratio;
@@ -168,7 +178,7 @@ function pinSprite(color, ratio) {
   ctx.fillStyle = color;
   ctx.fill();
   ctx.lineWidth = 1.5 * ratio;
-  ctx.strokeStyle = "rgba(255, 255, 255, 0.95)";
+  ctx.strokeStyle = outline;
   ctx.stroke();
   ctx.fillStyle = "#fff";
   ctx.beginPath();
