@@ -66,7 +66,7 @@ def create_app(settings: DashboardSettings | None = None) -> Flask:
     service = Dashboard(settings, socketio)
     app.extensions["fleet_dashboard"] = service
     auth.init_app(app, settings.token)
-    page.init_app(app)
+    page.init_app(app, settings)
     app.register_blueprint(api.api)
     socketio.on_namespace(FleetEvents(service, settings.token))
     return app

@@ -6,6 +6,9 @@ folium points at public CDNs (Leaflet, jQuery, Bootstrap, Font Awesome, ...) by 
 built here gets asset lists of its own that name only Leaflet, served by this dashboard from
 ``node_modules`` (installed by npm, pinned in package.json), so the page works without internet.
 A MacroElement added last hands the Leaflet map object to our module ``static/js/main.js``.
+folium's viewport tag forbids zooming the page (``user-scalable=no``), which leaves readers with low
+vision unable to enlarge the panel: the page gets one that allows it (Leaflet still takes the
+gestures made on the map itself, whose ``touch-action`` is ``none``).
 
 The page is the same for every request (it holds nothing per user, not even the access token), so
 it is rendered once, when the app is made: folium's build costs far more than serving a string.
@@ -18,16 +21,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 
 import folium
-from branca.element import MacroElement
+from branca.element import Figure, MacroElement
 from flask import Flask, Response, abort, current_app, render_template, send_from_directory, url_for
 from folium.template import Template
 
-from dashboard.page_settings import PageSettings
+from dashboard.settings import DashboardSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "node_modules"
@@ -39,6 +43,9 @@ SOCKET_IO_JS = "socket.io-client/dist/socket.io.esm.min.js"
 # OpenStreetMap's deepest zoom; the grid stops there too.
 MAX_ZOOM = 19
 VENDOR_MAX_AGE_S = 3600
+# Zooming allowed (WCAG 1.4.4): no maximum-scale, no user-scalable=no.
+VIEWPORT = '<meta name="viewport" content="width=device-width, initial-scale=1">'
+FOLIUM_VIEWPORT = re.compile(r"<meta\s+name=\"viewport\"[^>]*>")
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,11 @@ class MapParts:
 
 
 class GridBackground(MacroElement):
-    """A plain background with a light grid, drawn in the browser: the map without tiles looks intentional."""
+    """A plain background with a faint grid, drawn in the browser: the map without tiles looks intentional.
+
+    The line colours are the page's (``--grid-minor``, ``--grid-major`` in page.css, one pair per theme),
+    read when a tile is drawn; the page redraws the grid when the theme changes.
+    """
 
     _template = Template(
         """
@@ -72,14 +83,17 @@ class GridBackground(MacroElement):
                   tile.width = size.x;
                   tile.height = size.y;
                   const ctx = tile.getContext("2d");
-                  ctx.strokeStyle = "rgba(100, 116, 139, 0.09)";
+                  const style = getComputedStyle(document.documentElement);
+                  const minor = style.getPropertyValue("--grid-minor").trim() || "rgba(100, 116, 139, 0.09)";
+                  const major = style.getPropertyValue("--grid-major").trim() || "rgba(100, 116, 139, 0.2)";
+                  ctx.strokeStyle = minor;
                   ctx.beginPath();
                   for (let i = 64.5; i < size.x; i += 64) {
                     ctx.moveTo(i, 0); ctx.lineTo(i, size.y);
                     ctx.moveTo(0, i); ctx.lineTo(size.x, i);
                   }
                   ctx.stroke();
-                  ctx.strokeStyle = "rgba(100, 116, 139, 0.2)";
+                  ctx.strokeStyle = major;
                   ctx.beginPath();
                   ctx.moveTo(0.5, 0); ctx.lineTo(0.5, size.y);
                   ctx.moveTo(0, 0.5); ctx.lineTo(size.x, 0.5);
@@ -121,7 +135,7 @@ class FleetHook(MacroElement):
         self.module_url = module_url
 
 
-def build_map(settings: PageSettings, leaflet_js: str, leaflet_css: str, module_url: str) -> folium.Map:
+def build_map(settings: DashboardSettings, leaflet_js: str, leaflet_css: str, module_url: str) -> folium.Map:
     """The base map: tiles (or the grid), assets from our own server, and the hook to our module."""
     area = settings.area_box
     fmap = folium.Map(
@@ -142,7 +156,11 @@ def build_map(settings: PageSettings, leaflet_js: str, leaflet_css: str, module_
     GridBackground().add_to(fmap)
     if not settings.tiles_off:
         folium.TileLayer(
-            tiles=settings.tile_url, attr=settings.tile_attribution, name="tiles", max_zoom=MAX_ZOOM
+            tiles=settings.tile_url,
+            attr=settings.tile_attribution,
+            name="tiles",
+            max_zoom=MAX_ZOOM,
+            class_name="map-tiles",  # the dark theme inverts the tiles' colours (page.css)
         ).add_to(fmap)
     # Open on the whole area whatever the screen; the page fits the fleet itself once it arrives.
     fmap.fit_bounds([[area.min_lat, area.min_lon], [area.max_lat, area.max_lon]])
@@ -152,20 +170,25 @@ def build_map(settings: PageSettings, leaflet_js: str, leaflet_css: str, module_
 
 def render_map(fmap: folium.Map) -> MapParts:
     root = fmap.get_root()
+    if not isinstance(root, Figure):
+        raise TypeError(f"expected folium's map inside a branca Figure, got {type(root).__name__}")
     root.render()  # fills the header with the asset links and lays out the children
-    return MapParts(header=root.header.render(), html=root.html.render(), script=root.script.render())
+    header, replaced = FOLIUM_VIEWPORT.subn(VIEWPORT, root.header.render())
+    if replaced != 1:
+        raise RuntimeError(f"expected folium to write one viewport tag, found {replaced}: check dashboard/page.py")
+    return MapParts(header=header, html=root.html.render(), script=root.script.render())
 
 
-def init_app(app: Flask, settings: PageSettings | None = None) -> None:
+def init_app(app: Flask, settings: DashboardSettings) -> None:
     """Register the page at ``/`` and the npm-installed assets under ``/vendor/``; render the page."""
     app.add_url_rule("/", "page.index", index)
     app.add_url_rule("/vendor/<path:filename>", "page.vendor", vendor)
     # url_for and render_template need a request; the page is the same for every one, so a made-up one will do.
     with app.test_request_context("/"):
-        app.extensions["fleet_page"] = render_page(settings or PageSettings.from_env())
+        app.extensions["fleet_page"] = render_page(settings)
 
 
-def render_page(settings: PageSettings) -> RenderedPage:
+def render_page(settings: DashboardSettings) -> RenderedPage:
     fmap = build_map(
         settings,
         leaflet_js=url_for("page.vendor", filename=LEAFLET_JS),

@@ -1,10 +1,11 @@
-"""Settings of the dashboard: each environment variable and its default, declared once here."""
+"""Settings of the dashboard and its map page: each environment variable, its default and its flag, declared once."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from fleet import state
+from fleet.geo import AREAS, BBox
 from fleet.settings import (
     DRIVER_TOPIC,
     KAFKA_BOOTSTRAP_SERVERS,
@@ -54,6 +55,76 @@ def host_names(raw: str) -> tuple[str, ...]:
             raise ValueError(f"{entry!r} is not a host name like maps.example.com or 10.0.0.5")
         names.append(name)
     return tuple(names)
+
+
+OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+NO_TILES = "none"
+
+
+def tile_url(raw: str) -> str:
+    value = raw.strip()
+    if value.lower() == NO_TILES:
+        return NO_TILES
+    if not value.startswith(("http://", "https://", "/")):
+        raise ValueError("expected an address like https://tiles.example.com/{z}/{x}/{y}.png, or none")
+    if not all(part in value for part in ("{z}", "{x}", "{y}")):
+        raise ValueError("a tile address needs the {z}, {x} and {y} placeholders")
+    tile_origin(value)
+    return value
+
+
+def tile_origin(url: str) -> str | None:
+    """The origin the page loads tiles from, as a CSP source; None for our own server or no tiles.
+
+    Leaflet fills ``{s}`` with a subdomain (a, b, c): a host label holding a placeholder becomes
+    ``*``, so ``https://{s}.tile.example.com/...`` gives ``https://*.tile.example.com``.
+    """
+    if url == NO_TILES or not url.startswith(("http://", "https://")):
+        return None
+    scheme, _, rest = url.partition("://")
+    authority = rest.split("/", 1)[0].rpartition("@")[2]
+    host, colon, port = authority, "", ""
+    if not authority.endswith("]") and ":" in authority:
+        host, colon, port = authority.rpartition(":")
+    labels = host.split(".")
+    templated = [i for i, label in enumerate(labels) if "{" in label or "}" in label]
+    if templated:
+        labels = ["*", *labels[templated[-1] + 1 :]]
+    wildcard_too_wide = labels[0] == "*" and len(labels) < 3  # https://*.com would allow a whole top-level domain
+    if wildcard_too_wide or not all(labels) or "{" in port:
+        raise ValueError(
+            f"the tile host {authority!r} needs a domain after its placeholders, like {{s}}.tile.example.com"
+        )
+    return f"{scheme}://{'.'.join(labels)}{colon}{port}".lower()
+
+
+def area_box(text: str) -> BBox:
+    """A named area (nyc, london, ...) or MIN_LAT,MIN_LON,MAX_LAT,MAX_LON."""
+    name = text.strip().lower()
+    if name in AREAS:
+        return AREAS[name]
+    if "," not in name:
+        raise ValueError(
+            f"unknown area {text!r}; choose one of {', '.join(AREAS)} or give MIN_LAT,MIN_LON,MAX_LAT,MAX_LON"
+        )
+    return BBox.parse(name)
+
+
+def map_area(raw: str) -> str:
+    area_box(raw)
+    return raw.strip().lower()
+
+
+TILE_URL = Setting(
+    "TILE_URL", OSM_TILES, "Map tiles ({z}/{x}/{y} address of your tile server), or none for a plain grid.", tile_url
+)
+TILE_ATTRIBUTION = Setting(
+    "TILE_ATTRIBUTION", OSM_ATTRIBUTION, "Attribution shown for the tiles (HTML, from the operator, not from Kafka)."
+)
+MAP_AREA = Setting(
+    "MAP_AREA", "nyc", f"Where the map opens until drivers arrive: {', '.join(AREAS)} or a bbox.", map_area
+)
 
 
 # Names that only this machine can be reached by: a page on another site can never be served under them.
@@ -131,6 +202,22 @@ class DashboardSettings(Settings):
     secret_key: str = setting_field(SECRET_KEY)
     dead_letter: bool = setting_field(DEAD_LETTER, "--dead-letter")
     log_level: str = setting_field(LOG_LEVEL, "--log-level", "LEVEL")
+    # The page: the base map's tiles and where it opens.
+    tile_url: str = setting_field(TILE_URL, "--tile-url", "URL")
+    tile_attribution: str = setting_field(TILE_ATTRIBUTION)
+    area: str = setting_field(MAP_AREA, "--map-area", "AREA")
+
+    @property
+    def tiles_off(self) -> bool:
+        return self.tile_url == NO_TILES
+
+    @property
+    def tile_origin(self) -> str | None:
+        return tile_origin(self.tile_url)
+
+    @property
+    def area_box(self) -> BBox:
+        return area_box(self.area)
 
     def answered_hosts(self) -> frozenset[str]:
         """The Host names served: the listed ones (by default the loopback names), and always the bound address."""

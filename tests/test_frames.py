@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import struct
 
 import pytest
 
 from fleet import frames
-from fleet.schema import Fix
+from fleet.frames import STATUS_CODES
+from fleet.schema import Fix, Status
 from fleet.state import FleetState
+from tests.conftest import ROOT
 
 T0 = 1_800_000_000.0
 
@@ -106,3 +109,13 @@ def test_a_client_view_notices_a_missed_frame_and_ignores_old_ones():
 def test_a_client_view_refuses_another_protocol_version():
     with pytest.raises(ValueError, match="version"):
         frames.FleetView().on_snapshot({"v": 2})
+
+
+def test_the_pages_status_table_is_the_protocols_and_names_every_status():
+    """static/js/protocol.js decodes the status byte with a table of its own: it must be this one."""
+    source = (ROOT / "static" / "js" / "protocol.js").read_text()
+    table = re.search(r"export const STATUS = Object\.freeze\(\{([^}]*)\}\)", source).group(1)
+    js = {name.strip(): int(code) for name, code in (pair.split(":") for pair in table.split(","))}
+    python = {("unknown" if status is None else str(status)): code for status, code in STATUS_CODES.items()}
+    assert js == python
+    assert set(js) - {"unknown"} == {str(s) for s in Status}

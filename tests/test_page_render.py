@@ -10,21 +10,21 @@ import pytest
 from flask import Flask
 
 from dashboard import page
-from dashboard.page_settings import OSM_ATTRIBUTION, OSM_TILES, PageSettings
+from dashboard.settings import OSM_ATTRIBUTION, OSM_TILES, DashboardSettings
 from fleet.geo import AREAS
 from fleet.settings import SettingError
 from tests.conftest import ROOT
 
-OFFLINE = PageSettings(tile_url="none")
+OFFLINE = DashboardSettings(tile_url="none")
 SOURCES = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']""")
 
 
-def render(settings: PageSettings) -> page.MapParts:
+def render(settings: DashboardSettings) -> page.MapParts:
     fmap = page.build_map(settings, "/vendor/leaflet/dist/leaflet.js", "/vendor/leaflet/dist/leaflet.css", "/m.js")
     return page.render_map(fmap)
 
 
-def page_app(settings: PageSettings = OFFLINE) -> Flask:
+def page_app(settings: DashboardSettings = OFFLINE) -> Flask:
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     page.init_app(app, settings)
     return app
@@ -58,18 +58,20 @@ def test_without_tiles_the_map_gets_a_grid_background_and_no_tile_layer():
 
 
 def test_openstreetmap_tiles_with_attribution_by_default():
-    parts = render(PageSettings())
+    parts = render(DashboardSettings())
     assert OSM_TILES in parts.script
     assert "https://www.openstreetmap.org/copyright" in parts.script and "contributors" in parts.script
 
 
 def test_tiles_lie_over_the_grid_so_a_machine_without_internet_still_shows_a_grid():
-    parts = render(PageSettings())
+    parts = render(DashboardSettings())
     assert parts.script.index("L.GridLayer.extend") < parts.script.index("L.tileLayer")
 
 
 def test_own_tile_server_and_attribution():
-    parts = render(PageSettings(tile_url="https://tiles.example.com/{z}/{x}/{y}.png", tile_attribution="Example Maps"))
+    parts = render(
+        DashboardSettings(tile_url="https://tiles.example.com/{z}/{x}/{y}.png", tile_attribution="Example Maps")
+    )
     assert "https://tiles.example.com/{z}/{x}/{y}.png" in parts.script
     assert "Example Maps" in parts.script
     assert OSM_TILES not in parts.script
@@ -85,7 +87,7 @@ def test_our_module_gets_the_map_after_folium_created_it():
 
 
 def test_map_opens_on_the_configured_area():
-    parts = render(PageSettings(tile_url="none", area="london"))
+    parts = render(DashboardSettings(tile_url="none", area="london"))
     london = AREAS["london"]
     assert f"center: [{london.center[0]}, {london.center[1]}]" in parts.script
     fit = re.search(r"fitBounds\(\s*(\[\[.*?\]\])", parts.script, re.S)
@@ -136,17 +138,17 @@ def test_page_policy_allows_our_origin_and_exactly_the_inline_scripts_and_styles
     ],
 )
 def test_page_policy_lets_images_come_from_the_tile_server(tile_url, origin):
-    response = page_app(PageSettings(tile_url=tile_url)).test_client().get("/")
+    response = page_app(DashboardSettings(tile_url=tile_url)).test_client().get("/")
     assert csp(response.headers["Content-Security-Policy"])["img-src"] == ["'self'", "data:", origin]
 
 
 def test_tiles_from_our_own_server_need_no_other_origin():
-    assert PageSettings(tile_url="/tiles/{z}/{x}/{y}.png").tile_origin is None
+    assert DashboardSettings(tile_url="/tiles/{z}/{x}/{y}.png").tile_origin is None
 
 
 def test_a_tile_host_that_is_all_placeholder_is_refused():
     with pytest.raises(SettingError, match="TILE_URL.*needs a domain"):
-        PageSettings.from_env({"TILE_URL": "https://{s}.com/{z}/{x}/{y}.png"})
+        DashboardSettings.from_env({"TILE_URL": "https://{s}.com/{z}/{x}/{y}.png"})
 
 
 def test_ids_from_kafka_are_shown_in_bidi_isolated_elements():
@@ -180,17 +182,17 @@ def test_page_scripts_never_insert_markup():
 
 @pytest.mark.parametrize("raw", ["NONE", "none", " None "])
 def test_tile_url_none_turns_tiles_off(raw):
-    assert PageSettings.from_env({"TILE_URL": raw}).tiles_off
+    assert DashboardSettings.from_env({"TILE_URL": raw}).tiles_off
 
 
 def test_default_settings_use_openstreetmap_and_nyc():
-    settings = PageSettings.from_env({})
+    settings = DashboardSettings.from_env({})
     assert (settings.tile_url, settings.tile_attribution) == (OSM_TILES, OSM_ATTRIBUTION)
     assert settings.area_box == AREAS["nyc"]
 
 
 def test_area_as_a_bounding_box():
-    settings = PageSettings.from_env({"MAP_AREA": "48.8,2.2,48.9,2.4"})
+    settings = DashboardSettings.from_env({"MAP_AREA": "48.8,2.2,48.9,2.4"})
     assert settings.area_box.center == pytest.approx((48.85, 2.3))
 
 
@@ -205,5 +207,5 @@ def test_area_as_a_bounding_box():
 )
 def test_bad_page_settings_name_the_variable(name, raw, message):
     with pytest.raises(SettingError, match=name) as error:
-        PageSettings.from_env({name: raw})
+        DashboardSettings.from_env({name: raw})
     assert message in str(error.value)

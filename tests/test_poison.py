@@ -287,7 +287,7 @@ def dead_letter_origins(records: list) -> list[tuple[str, int, int, str]]:
 class HealthWatch:
     """Polls /healthz in a thread and keeps every answer that was not 200."""
 
-    def __init__(self, base: str, interval_s: float = 0.25) -> None:
+    def __init__(self, base: str, interval_s: float = 0.1) -> None:
         self.base = base
         self.bad: list[tuple[float, int | None, str]] = []
         self.polls = 0

@@ -23,7 +23,6 @@ SETTINGS_MODULES = [
     "broker.settings",
     "simulator.settings",
     "dashboard.settings",
-    "dashboard.page_settings",
     "matcher.settings",
 ]
 
