@@ -134,10 +134,10 @@ class LocalBroker:
             return None
         started = time.monotonic()
         os.kill(pid, signal.SIGTERM)
-        if not _wait_for(lambda: not _alive(pid), timeout_s):
+        if not _wait_for(lambda: not process_alive(pid), timeout_s):
             log.warning("broker pid %d did not stop in %.0f s; killing it", pid, timeout_s)
             os.kill(pid, signal.SIGKILL)
-            _wait_for(lambda: not _alive(pid), 10.0)
+            _wait_for(lambda: not process_alive(pid), 10.0)
         self.pid_file.unlink(missing_ok=True)
         ports = (self.config.port, self.config.controller_port)
         if not _wait_for(lambda: not any(port_in_use(p) for p in ports), 10.0):
@@ -149,7 +149,7 @@ class LocalBroker:
         pid = self.running_pid()
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
-            _wait_for(lambda: not _alive(pid), 10.0)
+            _wait_for(lambda: not process_alive(pid), 10.0)
             self.pid_file.unlink(missing_ok=True)
 
     def reset(self) -> None:
@@ -247,7 +247,7 @@ class LocalBroker:
     def _wait_until_ready(self, pid: int, started: float) -> None:
         deadline = started + self.config.start_timeout_s
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not process_alive(pid):
                 self.pid_file.unlink(missing_ok=True)
                 raise BrokerError(
                     f"the broker exited during start-up: {self._last_error()} (full log: python -m broker logs)"
@@ -361,11 +361,12 @@ def _is_our_broker(pid: int, properties: Path) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return _alive(pid)  # no /proc (macOS): trust the pid file while the process lives
+        return process_alive(pid)  # no /proc (macOS): trust the pid file while the process lives
     return b"kafka.Kafka" in cmdline and str(properties).encode() in cmdline
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, exited but not reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

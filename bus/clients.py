@@ -45,6 +45,8 @@ def connect(
         try:
             client = factory()
         except KafkaError as e:
+            if stop is not None and stop.is_set():
+                break  # asked to stop while this attempt waited for Kafka: no retry to announce
             log.warning(
                 "%s: Kafka at %s not reachable yet (%s); retry %d in %.1f s",
                 what,

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,21 @@ def make_topic(kafka_admin: KafkaAdminClient, request: pytest.FixtureRequest) ->
     yield make
     if created:
         kafka_admin.delete_topics(created)
+
+
+@contextmanager
+def fleet_topics(admin: KafkaAdminClient, stem: str, partitions: int = 2) -> Iterator[dict[str, str]]:
+    """driver-location, ride-requests and ride-matches of unique names, deleted afterwards."""
+    name = f"{stem}-{uuid.uuid4().hex[:8]}"
+    names = {"drivers": name, "requests": name + "-requests", "matches": name + "-matches"}
+    admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=-1) for topic in names.values()],
+        wait_for_metadata=True,
+    )
+    try:
+        yield names
+    finally:
+        admin.delete_topics(list(names.values()))
 
 
 @pytest.fixture

@@ -15,14 +15,13 @@ from typing import Any
 import pytest
 import requests
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
 from playwright.sync_api import Browser, Page
 
 from fleet.geo import AREAS
 from fleet.rides import RideRequest
 from fleet.schema import Fix, encode_fix
 from tests import test_page_browser as page_tests
-from tests.conftest import ARTIFACTS, PYTHON, ROOT
+from tests.conftest import ARTIFACTS, PYTHON, ROOT, fleet_topics
 from tests.test_dashboard import producer
 from tests.test_page_browser import HOSTILE_ID, Dashboard, Service, Watched, held_by
 from tests.test_riders_dashboard import answer, in_transaction, send_requests
@@ -141,13 +140,8 @@ browser = page_tests.browser
 
 @pytest.fixture(scope="module")
 def topics(kafka_admin: KafkaAdminClient) -> Iterator[dict[str, str]]:
-    stem = f"test-a11y-page-{uuid.uuid4().hex[:8]}"
-    names = {"drivers": stem, "requests": stem + "-requests", "matches": stem + "-matches"}
-    kafka_admin.create_topics(
-        [NewTopic(name, num_partitions=2, replication_factor=-1) for name in names.values()], wait_for_metadata=True
-    )
-    yield names
-    kafka_admin.delete_topics(list(names.values()))
+    with fleet_topics(kafka_admin, "test-a11y-page") as names:
+        yield names
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
 
 from fleet.rides import RideRequest
 from tests import test_page_browser as page_tests
-from tests.conftest import ARTIFACTS, PYTHON
+from tests.conftest import ARTIFACTS, PYTHON, fleet_topics
 from tests.test_dashboard import producer
 from tests.test_page_browser import HOSTILE_ID, Dashboard, Service, held_by
 from tests.test_riders_dashboard import answer, in_transaction, send_requests
@@ -33,13 +32,8 @@ open_page = page_tests.open_page
 
 @pytest.fixture(scope="module")
 def topics(kafka_admin: KafkaAdminClient) -> Iterator[dict[str, str]]:
-    stem = f"test-riders-page-{uuid.uuid4().hex[:8]}"
-    names = {"drivers": stem, "requests": stem + "-requests", "matches": stem + "-matches"}
-    kafka_admin.create_topics(
-        [NewTopic(name, num_partitions=2, replication_factor=-1) for name in names.values()], wait_for_metadata=True
-    )
-    yield names
-    kafka_admin.delete_topics(list(names.values()))
+    with fleet_topics(kafka_admin, "test-riders-page") as names:
+        yield names
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from broker.local import LocalBroker, port_in_use  # noqa: E402
+from broker.local import LocalBroker, port_in_use, process_alive  # noqa: E402
 from broker.settings import WORK_DIR, BrokerSettings  # noqa: E402
 from bus.runtime import install_shutdown  # noqa: E402
 from dashboard.settings import DashboardSettings  # noqa: E402
@@ -72,7 +72,7 @@ def demo_already_running(dashboard: DashboardSettings) -> str | None:
     """Why this demo must not start (another demo, or something on the dashboard's port), or None."""
     if PID_FILE.exists():
         pid = int(PID_FILE.read_text().split()[0])
-        if _alive(pid):
+        if process_alive(pid):
             return (
                 f"a demo is already running (pid {pid}, map at {dashboard_url(dashboard)}); stop it with Ctrl-C in "
                 f"its terminal or `kill {pid}`, then run make demo again"
@@ -83,16 +83,6 @@ def demo_already_running(dashboard: DashboardSettings) -> str | None:
             f"(`ss -ltnp 'sport = :{dashboard.port}'` shows it), or set DASHBOARD_PORT=5001 make demo"
         )
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def start_kafka() -> tuple[str, LocalBroker | None]:
