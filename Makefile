@@ -28,7 +28,10 @@ lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# Like the demo: a cluster named in KAFKA_BOOTSTRAP_SERVERS is used as it is, else the local broker is started
+# (left running afterwards; `make broker-stop` stops it).
 bench: setup setup-browser
+	$(if $(KAFKA_BOOTSTRAP_SERVERS),,$(PY) -m broker start)
 	$(PY) -m bench
 
 setup: $(STAMPS)/system $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/jars

@@ -34,6 +34,9 @@ from bench import (
     pipeline,
     simulator_rate,
 )
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
 from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
 
 # Each part is a module with main_parser() and main(argv) -> exit code.
@@ -47,6 +50,8 @@ PARTS: dict[str, ModuleType] = {
     "pipeline": pipeline,
     "browser": browser_fps,
 }
+# The one part that never talks to Kafka (the dashboard's pure hot path).
+WITHOUT_KAFKA = {"state"}
 # The suite's flags a part gets when its parser has them.
 HANDED_DOWN = ("bootstrap_servers", "reps", "duration")
 
@@ -79,6 +84,26 @@ def part_argv(part: str, args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def kafka_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
+    """True when the cluster answers a metadata request: checked once, so that a broker that is not up
+    costs one line instead of every part failing after its own timeout."""
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap.split(","),
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+    except KafkaError:
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = main_parser()
     args = parser.parse_args(argv)
@@ -86,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown part {unknown[0]!r}; the parts are {', '.join(PARTS)}")
     parts = args.parts or list(PARTS)
+    if set(parts) - WITHOUT_KAFKA and not kafka_answers(args.bootstrap_servers):
+        print(
+            f"python -m bench: Kafka at {args.bootstrap_servers} does not answer; is it up? "
+            "(`make bench` starts the local broker; or `make broker-start`)",
+            flush=True,
+        )
+        return 1
     started = time.monotonic()
     failed = []
     for part in parts:
