@@ -24,6 +24,9 @@ import argparse
 import time
 from types import ModuleType
 
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
 from bench import (
     browser_fps,
     dashboard_ingest,
@@ -34,9 +37,6 @@ from bench import (
     pipeline,
     simulator_rate,
 )
-from kafka import KafkaAdminClient
-from kafka.errors import KafkaError
-
 from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
 
 # Each part is a module with main_parser() and main(argv) -> exit code.
