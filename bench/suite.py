@@ -24,9 +24,6 @@ import argparse
 import time
 from types import ModuleType
 
-from kafka import KafkaAdminClient
-from kafka.errors import KafkaError
-
 from bench import (
     browser_fps,
     dashboard_ingest,
@@ -37,6 +34,7 @@ from bench import (
     pipeline,
     simulator_rate,
 )
+from bus.clients import kafka_answers
 from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
 
 # Each part is a module with main_parser() and main(argv) -> exit code.
@@ -84,26 +82,6 @@ def part_argv(part: str, args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def kafka_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
-    """True when the cluster answers a metadata request: checked once, so that a broker that is not up
-    costs one line instead of every part failing after its own timeout."""
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap.split(","),
-            bootstrap_timeout_ms=int(timeout_s * 1000),
-            request_timeout_ms=int(timeout_s * 1000),
-        )
-    except KafkaError:
-        return False
-    try:
-        admin.list_topics()
-        return True
-    except KafkaError:
-        return False
-    finally:
-        admin.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = main_parser()
     args = parser.parse_args(argv)
@@ -111,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown part {unknown[0]!r}; the parts are {', '.join(PARTS)}")
     parts = args.parts or list(PARTS)
-    if set(parts) - WITHOUT_KAFKA and not kafka_answers(args.bootstrap_servers):
+    # Checked once, so that a broker that is not up costs one line instead of every part failing after its timeout.
+    if set(parts) - WITHOUT_KAFKA and not kafka_answers(args.bootstrap_servers, timeout_s=5.0):
         print(
             f"python -m bench: Kafka at {args.bootstrap_servers} does not answer; is it up? "
             "(`make bench` starts the local broker; or `make broker-start`)",

@@ -20,6 +20,7 @@ from string import Template
 
 from broker import settings
 from broker.settings import BrokerSettings
+from bus.clients import kafka_answers
 from fleet.errors import FleetError
 
 log = logging.getLogger(__name__)
@@ -84,24 +85,7 @@ class LocalBroker:
 
     def answers_metadata(self, timeout_s: float = 2.0) -> bool:
         """True when kafka-python gets a metadata response from the broker."""
-        from kafka import KafkaAdminClient
-        from kafka.errors import KafkaError
-
-        try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=self.bootstrap,
-                bootstrap_timeout_ms=int(timeout_s * 1000),
-                request_timeout_ms=int(timeout_s * 1000),
-            )
-        except KafkaError:
-            return False
-        try:
-            admin.list_topics()
-            return True
-        except KafkaError:
-            return False
-        finally:
-            admin.close()
+        return kafka_answers(self.bootstrap, timeout_s)
 
     # --- commands ------------------------------------------------------------------------
 

@@ -102,6 +102,26 @@ def _wait(stop: threading.Event | None, seconds: float, sleep: Callable[[float],
         stop.wait(seconds)
 
 
+def kafka_answers(bootstrap: str | list[str], timeout_s: float = 2.0) -> bool:
+    """True when the cluster gives kafka-python a metadata response within timeout_s: one question,
+    no retries, for callers that want to say "not up" rather than wait."""
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap.split(",") if isinstance(bootstrap, str) else bootstrap,
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+    except KafkaError:
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+
+
 def ensure_topics(admin: KafkaAdminClient, topics: dict[str, int], configs: dict[str, str] | None = None) -> list[str]:
     """Create each missing topic with its partition count; return the names created."""
     existing = set(admin.list_topics())
