@@ -137,9 +137,15 @@ class Dashboard:
 
     def start(self) -> Dashboard:
         self.service.start()
-        wait_until(
-            lambda: requests.get(self.base + "/healthz", timeout=1).status_code == 200, 30, "the dashboard is healthy"
-        )
+        try:
+            wait_until(
+                lambda: requests.get(self.base + "/healthz", timeout=1).status_code == 200,
+                30,
+                "the dashboard is healthy",
+            )
+        except BaseException:  # the caller gets no Dashboard to stop
+            self.service.stop()
+            raise
         return self
 
     def stop(self) -> None:

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 import pytest
@@ -81,6 +81,9 @@ class Topics:
 class Process:
     """A product process writing its log to test-artifacts/, stopped by SIGTERM (then killed) at the end."""
 
+    # Every one started in this module, so that none outlives it (see no_process_outlives_this_module).
+    started: ClassVar[list[Process]] = []
+
     name: str
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
@@ -101,6 +104,7 @@ class Process:
                 text=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             )
+        Process.started.append(self)
         return self
 
     def log(self) -> str:
@@ -117,6 +121,16 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_process_outlives_this_module() -> Iterator[None]:
+    """A test or fixture that fails half-way (a start that times out, an assertion before its stop) leaves
+    no dashboard or matcher running after this module."""
+    yield
+    for process in Process.started:
+        process.stop()
+    Process.started.clear()
 
 
 def start_dashboard(bootstrap: str, topics: Topics, name: str) -> tuple[Process, str]:
@@ -628,13 +642,13 @@ def test_five_thousand_hostile_records_among_valid_ones_cost_nothing_but_their_d
             dead.close()
             assert len(origins) == len(wanted), f"{topic}: each refused record copied exactly once"
             assert {(t, p, o): reason for t, p, o, reason in origins} == wanted, f"{topic}: with its reason"
+        rss_after = {p.name: psutil.Process(p.popen.pid).memory_info().rss for p in (dashboard, matcher)}
     finally:
         health.stop()
         kafka.close()
-    rss_after = {p.name: psutil.Process(p.popen.pid).memory_info().rss for p in (dashboard, matcher)}
-    dashboard.stop()
-    matcher.stop()
-    topics.delete(kafka_admin)
+        dashboard.stop()
+        matcher.stop()
+        topics.delete(kafka_admin)
 
     assert health.polls > 20 and health.bad == [], f"/healthz was not 200: {health.bad[:3]}"
     assert (dashboard.popen.returncode, matcher.popen.returncode) == (0, 0), "both ran throughout and stopped cleanly"
