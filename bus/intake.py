@@ -8,14 +8,16 @@ refused (``internal_error``, with the exception's class) and every other one is 
 appliers are idempotent for a record applied twice (they tell repeats by offset or by id). No
 record is ever read twice, and nothing of the poll is lost.
 
-:class:`RefusalLog` keeps the log readable under a flood: one line for the first refusal of each
-(topic, reason), then one line a minute with how many more there were.
+:class:`Refusals` counts the refused records by (topic, reason) and keeps the log readable under a
+flood: one line for the first refusal of each (topic, reason), then one line a minute with how many
+more there were.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
@@ -78,8 +80,9 @@ def _apply_one_by_one(
     return applied
 
 
-class RefusalLog:
-    """Logs refusals at most once per (topic, reason) per interval, with the count of the ones not logged."""
+class Refusals:
+    """Counts refused records by (topic, reason); logs them at most once per (topic, reason) per interval,
+    with the count of the ones not logged."""
 
     def __init__(
         self, what: str, interval_s: float = REFUSAL_LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic
@@ -87,18 +90,31 @@ class RefusalLog:
         self._what = what
         self._interval_s = interval_s
         self._clock = clock
+        self.counts: Counter[tuple[str, str]] = Counter()  # since start
         self._quiet_until: dict[tuple[str, str], float] = {}
         self._unlogged: dict[tuple[str, str], tuple[int, str]] = {}
 
-    def note(self, topic: str, refusal: Refusal, where: str) -> None:
-        """A refused record at ``where`` (topic/partition/offset)."""
-        key = (topic, refusal.reason)
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def note(self, record: Record, refusal: Refusal) -> None:
+        """One refused record: counted, and logged unless its (topic, reason) was logged within the interval."""
+        key = (record.topic, refusal.reason)
+        self.counts[key] += 1
         now = self._clock()
         if now >= self._quiet_until.get(key, 0.0):
             self._flush(key)
             self._quiet_until[key] = now + self._interval_s
             log.warning(
-                "%s refused a record of %s at %s: %s (%s)", self._what, topic, where, refusal.reason, refusal.detail
+                "%s refused a record of %s at %s/%d/%d: %s (%s)",
+                self._what,
+                record.topic,
+                record.topic,
+                record.partition,
+                record.offset,
+                refusal.reason,
+                refusal.detail,
             )
         else:
             count, _ = self._unlogged.get(key, (0, ""))

@@ -31,7 +31,6 @@ import os
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -41,7 +40,7 @@ from kafka.errors import KafkaError
 
 from bus.clients import BOOTSTRAP_TIMEOUT_MS, consume_until_stopped
 from bus.deadletter import DeadLetterSink, DeadLetterStats
-from bus.intake import Record, RefusalLog, take
+from bus.intake import Record, Refusals, take
 from fleet.decode import Decoder, Refusal
 from fleet.settings import bootstrap_list
 
@@ -130,7 +129,6 @@ class Feed:
         self.spec = spec
         self.bootstrap = bootstrap
         self.status = FeedStatus()
-        self.refused: Counter[tuple[str, str]] = Counter()  # (topic, reason) since start
         self.client_id = client_id or f"dashboard-{spec.name.split()[0]}-{socket.gethostname()}-{os.getpid()}"
         self._dead_letter = dead_letter
         self._sleep = sleep
@@ -140,7 +138,7 @@ class Feed:
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, kept across reconnects
         self._readback_ends: dict[TopicPartition, int] = {}
         self._readback_started = time.monotonic()
-        self._refusal_log = RefusalLog(spec.name)
+        self.refusals = Refusals(spec.name)
         self._dead_letters = DeadLetterSink(bootstrap, client_id=self.client_id + "-dlq")
 
     @property
@@ -217,7 +215,7 @@ class Feed:
             self._sleep(0)  # let the web server and the tick run between two polls
             if time.monotonic() >= next_probe:
                 self._probe(consumer)
-                self._refusal_log.flush()
+                self.refusals.flush()
                 next_probe = time.monotonic() + PROBE_INTERVAL_S
             self._publish()
 
@@ -301,8 +299,7 @@ class Feed:
             take(partition_records, decode, apply, self._refuse)
 
     def _refuse(self, record: Record, refusal: Refusal) -> None:
-        self.refused[(record.topic, refusal.reason)] += 1
-        self._refusal_log.note(record.topic, refusal, f"{record.topic}/{record.partition}/{record.offset}")
+        self.refusals.note(record, refusal)
         if self._dead_letter and record.topic in self.spec.dead_letter_topics:
             self._dead_letters.send(record, refusal)
 

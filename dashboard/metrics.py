@@ -80,7 +80,7 @@ class FeedCollector(Collector):
         invalid = CounterMetricFamily(
             "dashboard_invalid_messages", "Refused driver fixes by reason.", labels=["reason"]
         )
-        refused = self.drivers.refused
+        refused = self.drivers.refusals.counts
         for topic, decoder in self.drivers.spec.decoders.items():
             for reason in decoder.reasons:  # every reason shows, at 0, before the first refusal
                 invalid.add_metric([reason], refused[(topic, reason)])
@@ -88,7 +88,7 @@ class FeedCollector(Collector):
         ride_invalid = CounterMetricFamily(
             "dashboard_invalid_ride_messages", "Refused ride messages by topic and reason.", labels=["topic", "reason"]
         )
-        for (topic, reason), count in sorted(self.rides.refused.items()):
+        for (topic, reason), count in sorted(self.rides.refusals.counts.items()):
             ride_invalid.add_metric([topic, reason], count)
         yield ride_invalid
         stats = [self.drivers.dead_letters, self.rides.dead_letters]

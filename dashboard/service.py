@@ -191,12 +191,13 @@ class Dashboard:
     def ride_feed_json(self) -> dict[str, Any]:
         """The ride feed's part of the ``riders`` event: refusals by topic and reason, and its status."""
         invalid: dict[str, dict[str, int]] = {}
-        for (topic, reason), count in sorted(self.ride_feed.refused.items()):
+        refusals = self.ride_feed.refusals
+        for (topic, reason), count in sorted(refusals.counts.items()):
             invalid.setdefault(topic, {})[reason] = count
         status = self.ride_feed.status
         return {
             "invalid": invalid,
-            "invalid_total": sum(self.ride_feed.refused.values()),
+            "invalid_total": refusals.total,
             "kafka": {
                 "topics": list(self.ride_feed.topics),
                 "connected": status.connected,
@@ -242,7 +243,7 @@ class Dashboard:
         """The ``stats`` event of docs/api.md; counts "per second" over the time since the previous call."""
         elapsed = max(time.monotonic() - self._interval_started, 1e-3)
         status = self.feed.status
-        invalid = {reason: count for (_, reason), count in self.feed.refused.items()}
+        invalid = {reason: count for (_, reason), count in self.feed.refusals.counts.items()}
         stats = {
             "v": frames.VERSION,
             "t": now,
@@ -323,7 +324,7 @@ def _feed_health(feed: Feed, now: float) -> dict[str, Any]:
         "error": status.error,
         "lag": status.lag,
         "last_poll_age_s": round(now - status.heartbeat, 3),
-        "refused": sum(feed.refused.values()),
+        "refused": feed.refusals.total,
         "dead_letters": {
             "sent": dead_letters.sent,
             "failed": dead_letters.failed,

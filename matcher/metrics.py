@@ -33,7 +33,7 @@ class MatcherCollector(Collector):
         refused = CounterMetricFamily(
             "matcher_refused", "Records refused, by topic and reason.", labels=["topic", "reason"]
         )
-        for (topic, reason), count in sorted(service.refused.items()):
+        for (topic, reason), count in sorted(service.refusals.counts.items()):
             refused.add_metric([topic, reason], count)
         yield refused
         yield CounterMetricFamily(

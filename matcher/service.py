@@ -24,7 +24,6 @@ import logging
 import statistics
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import IO, Any
@@ -44,7 +43,7 @@ from bus.deadletter import (
     ensure_dead_letter_topic,
     send_dead_letter,
 )
-from bus.intake import Record, RefusalLog, take
+from bus.intake import Record, Refusals, take
 from bus.runtime import claim_instance
 from fleet import decode
 from fleet.decode import Refusal
@@ -183,14 +182,13 @@ class MatcherService:
         # Until the first resync completes, it also waits for the drivers' recent past.
         self.drivers_target: dict[TopicPartition, int] = {}
         self.counts = Counts()
-        self.refused: Counter[tuple[str, str]] = Counter()  # (topic, reason) since start
         self.waits_s: list[float] = []  # times to match since the last stats line
         self._logged = Counts()
         self._logged_evictions = (0, 0)
         # Dead letters of the open transaction, to tell afterwards whether one of them made it fail.
         self.transaction_dead_letters: list = []
         self.dead_letters_paused_until = 0.0
-        self.refusal_log = RefusalLog("matcher")
+        self.refusals = Refusals("matcher")
         # Records of driver-location and ride-matches that made the matcher raise (a bug), copied to their
         # dead-letter topics outside the transactions: those topics are not the matcher's to commit.
         self.state_dead_letters = DeadLetterSink(config.bootstrap_servers, f"matcher-{config.instance}-dlq")
@@ -421,8 +419,7 @@ class MatcherService:
         """A record of driver-location or ride-matches the matcher cannot use: the dashboard dead-letters
         refused ones; one that made the matcher itself fail is copied here."""
         self.counts.refused_state += 1
-        self.refused[(record.topic, refusal.reason)] += 1
-        self.refusal_log.note(record.topic, refusal, f"{record.topic}/{record.partition}/{record.offset}")
+        self.refusals.note(record, refusal)
         if refusal.reason == decode.INTERNAL_ERROR:
             self.state_dead_letters.send(record, refusal)
 
@@ -447,8 +444,7 @@ class MatcherService:
             self.emit(answer)
 
     def dead_letter_request(self, record, refusal: Refusal) -> None:
-        self.refused[(record.topic, refusal.reason)] += 1
-        self.refusal_log.note(record.topic, refusal, f"{record.topic}/{record.partition}/{record.offset}")
+        self.refusals.note(record, refusal)
         if record.offset < self.replay_until.get(record.partition, 0):
             self.counts.skipped += 1  # dead-lettered before a restart, in a committed transaction
             return
@@ -692,7 +688,7 @@ class MatcherService:
         pushed_out, evicted = (now - before for now, before in zip(evictions, self._logged_evictions, strict=True))
         delta = self.counts.minus(self._logged)
         log.info("%s", stats_line(delta, seconds, self.waits_s, self.matcher, pushed_out, evicted))
-        self.refusal_log.flush()
+        self.refusals.flush()
         refused = self.counts.refused_state - self._logged.refused_state
         if refused:
             log.warning(

@@ -20,7 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect
-from bus.intake import Record, RefusalLog, take
+from bus.intake import Record, Refusals, take
 from fleet import decode
 from fleet.decode import Refusal
 from fleet.rides import MATCHED, RideMatch, encode_request, request_key
@@ -93,8 +93,7 @@ class Dispatch:
         self.schedule = RiderSchedule(options.per_minute, rng)
         self.next_poll = 0.0
         self.next_forget = FORGET_EVERY_S
-        self.refused = 0
-        self.refusal_log = RefusalLog("simulator")
+        self.refusals = Refusals("simulator")
 
     def tick(self, elapsed: float, timestamp: float, fleet_now: float) -> None:
         """Send the requests due ``elapsed`` seconds into the run, and act on answers that arrived.
@@ -143,12 +142,11 @@ class Dispatch:
                 lambda items: self.on_answers(items, fleet_now),
                 self.on_refused,
             )
-        self.refusal_log.flush()
+        self.refusals.flush()
 
     def on_refused(self, record: Record, refusal: Refusal) -> None:
         """An answer that breaks the contract (the dashboard dead-letters those), or that made us fail."""
-        self.refused += 1
-        self.refusal_log.note(record.topic, refusal, f"{record.topic}/{record.partition}/{record.offset}")
+        self.refusals.note(record, refusal)
 
     def on_answers(self, items: list[tuple[RideMatch, Record]], fleet_now: float) -> None:
         for match, _ in items:
@@ -189,7 +187,7 @@ class Dispatch:
                 (counts.request_failures, "requests not delivered"),
                 (counts.not_ours, "matched to drivers of another simulator"),
                 (counts.busy, "matched to drivers already on a ride"),
-                (self.refused, "refused answers"),
+                (self.refusals.total, "refused answers"),
             )
             if n
         ]

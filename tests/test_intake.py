@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from bus.intake import RefusalLog, take
+from bus.intake import Refusals, take
 from fleet import decode
 from fleet.decode import INTERNAL_ERROR, Refusal
 from fleet.schema import Fix, encode_fix
@@ -60,13 +60,13 @@ def test_a_record_whose_apply_raises_is_refused_as_internal_error_and_the_others
     assert (offset, refusal.reason, refusal.exception) == (1, INTERNAL_ERROR, "builtins.KeyError")
 
 
-def test_refusals_are_logged_once_per_reason_per_interval_with_a_count_of_the_rest(caplog):
+def test_refusals_are_counted_and_logged_once_per_reason_per_interval_with_a_count_of_the_rest(caplog):
     clock = [0.0]
-    refusals = RefusalLog("test consumer", interval_s=60.0, clock=lambda: clock[0])
+    refusals = Refusals("test consumer", interval_s=60.0, clock=lambda: clock[0])
     with caplog.at_level(logging.WARNING, logger="bus.intake"):
         for offset in range(1000):
-            refusals.note("t", Refusal("not_json", f"record {offset}"), f"t/0/{offset}")
-        refusals.note("t", Refusal("bad_latitude", "200"), "t/0/1000")
+            refusals.note(FakeRecord(b"", offset, topic="t"), Refusal("not_json", f"record {offset}"))
+        refusals.note(FakeRecord(b"", 1000, topic="t"), Refusal("bad_latitude", "200"))
         refusals.flush()  # the interval is not over: nothing more yet
         clock[0] = 61.0
         refusals.flush()
@@ -75,3 +75,5 @@ def test_refusals_are_logged_once_per_reason_per_interval_with_a_count_of_the_re
     assert "t/0/0: not_json (record 0)" in lines[0]
     assert "bad_latitude" in lines[1]
     assert "refused 999 more records of t as not_json in the last 60 s (the latest: record 999)" in lines[2]
+    assert refusals.counts == {("t", "not_json"): 1000, ("t", "bad_latitude"): 1}
+    assert refusals.total == 1001
