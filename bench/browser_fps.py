@@ -28,6 +28,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from bench.common import (
     CHROMIUM,
+    CHROMIUM_ARGS,
     DASHBOARD_ENV,
     LOG_DIR,
     Child,
@@ -48,15 +49,6 @@ from bench.common import (
     write_result,
 )
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1280, "height": 800}
 TARGET_FPS = 30.0
 SLOW_FRAME_MS = 1000.0 / TARGET_FPS

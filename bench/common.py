@@ -41,6 +41,16 @@ QUICK_DIR = ROOT / "test-artifacts" / "bench-quick"
 LOG_DIR = ROOT / "test-artifacts" / "bench-logs"
 PYTHON = sys.executable
 CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium, headless, that neither phones home nor downloads anything (this machine has no such network).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PARTITIONS = 6
 
 
@@ -375,6 +385,15 @@ class Simulators:
                 raise RuntimeError(f"simulator failed ({process.returncode}), see {log_path}:\n{tail}")
             summaries.append(summary)
         return summaries
+
+
+def matcher_command(
+    bootstrap: str, drivers: str, requests: str, matches: str, group: str, instance: str, *extra: str
+) -> list[str]:
+    """The real matcher on these topics, as one member ``instance`` of ``group``; ``extra`` flags last."""
+    topics = ["--driver-topic", drivers, "--request-topic", requests, "--match-topic", matches]
+    member = ["--group-id", group, "--instance-id", instance]
+    return [PYTHON, "-m", "matcher", "--bootstrap-servers", bootstrap, *topics, *member, *extra]
 
 
 def dashboard_command(port: int, topic: str, bootstrap: str) -> list[str]:

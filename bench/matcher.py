@@ -41,6 +41,7 @@ from bench.common import (
     bench_parser,
     broker_process,
     cpu_seconds,
+    matcher_command,
     parse_and_describe,
     result_path,
     write_result,
@@ -327,27 +328,15 @@ def part_service(args: argparse.Namespace) -> dict:
         )
         children.append(simulator)
         matcher = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "matcher",
-                "--bootstrap-servers",
+            matcher_command(
                 bootstrap,
-                "--driver-topic",
                 topics["drivers"],
-                "--request-topic",
                 topics["requests"],
-                "--match-topic",
                 topics["matches"],
-                "--group-id",
                 f"bench-{suffix}",
-                "--instance-id",
                 "bench",
-                "--log-interval-s",
-                "5",
-                "--reservation-timeout-s",
-                str(args.reservation_timeout_s),
-            ],
+                *("--log-interval-s", "5", "--reservation-timeout-s", str(args.reservation_timeout_s)),
+            ),
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,

@@ -10,12 +10,12 @@ from collections import defaultdict
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from bench.common import matcher_command
 from bus.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
 from fleet.geo import destination
 from fleet.rides import MATCHED, NO_DRIVER, RideMatch, RideRequest, encode_request, parse_match, request_key
 from fleet.schema import Fix, encode_fix, encode_key
 from matcher.service import partition_of
-from tests.conftest import PYTHON
 
 CENTER = (40.758, -73.9855)
 
@@ -59,26 +59,17 @@ def topics(make_topic, kafka_admin):
 
 def launch_matcher(processes, bootstrap: str, topics: dict, group: str, instance: str, *extra: str):
     process = processes(
-        [
-            PYTHON,
-            "-m",
-            "matcher",
-            "--bootstrap-servers",
+        matcher_command(
             bootstrap,
-            "--driver-topic",
             topics["drivers"],
-            "--request-topic",
             topics["requests"],
-            "--match-topic",
             topics["matches"],
-            "--group-id",
             group,
-            "--instance-id",
             instance,
             "--log-interval-s",
             "1",
             *extra,
-        ],
+        ),
         env={"PYTHONUNBUFFERED": "1"},
     )
     return process, Logs(process)

@@ -21,9 +21,9 @@ from fleet.geo import AREAS
 from fleet.rides import RideRequest
 from fleet.schema import Fix, encode_fix
 from tests import test_page_browser as page_tests
-from tests.conftest import ARTIFACTS, PYTHON, ROOT, fleet_topics
+from tests.conftest import ARTIFACTS, ROOT, fleet_topics
 from tests.test_dashboard import producer
-from tests.test_page_browser import HOSTILE_ID, Dashboard, Service, Watched, held_by
+from tests.test_page_browser import HOSTILE_ID, Watched, fleet_and_rides_dashboard, held_by, simulator_service
 from tests.test_riders_dashboard import answer, in_transaction, send_requests
 
 pytestmark = pytest.mark.browser
@@ -149,16 +149,8 @@ def dashboard(kafka_bootstrap: str, topics: dict[str, str]) -> Iterator[str]:
     """The module's dashboard, once it holds the simulated fleet, with one rider waiting and one matched."""
     log_dir = ARTIFACTS / "a11y-page"
     log_dir.mkdir(parents=True, exist_ok=True)
-    options = f"--drivers {DRIVERS} --interval 1 --area nyc --seed 13 --max-speed-kmh 90"
-    options += f" --topic {topics['drivers']} --bootstrap-servers {kafka_bootstrap}"
-    args = [PYTHON, "-m", "simulator", *options.split()]
-    simulator = Service("simulator", args, {"PYTHONUNBUFFERED": "1"}, log_dir)
-    simulator.start()
-    rides = {"RIDE_REQUEST_TOPIC": topics["requests"], "RIDE_MATCH_TOPIC": topics["matches"]}
-    dashboard = Dashboard("dashboard", kafka_bootstrap, topics["drivers"], log_dir, **rides)
-    try:
-        dashboard.start()
-        page_tests.wait_until(lambda: held_by(dashboard.base) == DRIVERS, 30, f"the dashboard holds {DRIVERS} drivers")
+    simulator = simulator_service(kafka_bootstrap, topics["drivers"], log_dir, DRIVERS, 13, "--max-speed-kmh", "90")
+    with fleet_and_rides_dashboard(kafka_bootstrap, topics, log_dir, simulator, DRIVERS) as live:
         lat, lon = AREAS["nyc"].center
         rides = [
             RideRequest(f"req-{uuid.uuid4().hex[:6]}", f"rider-{n}", lat + n * 0.004, lon, time.time()) for n in (1, 2)
@@ -167,10 +159,7 @@ def dashboard(kafka_bootstrap: str, topics: dict[str, str]) -> Iterator[str]:
         send_requests(kafka, topics["requests"], rides)
         kafka.close()
         in_transaction(kafka_bootstrap, topics["matches"], [answer(rides[1], time.time(), "drv-00001")], commit=True)
-        yield dashboard.base
-    finally:
-        dashboard.stop()
-        simulator.stop()
+        yield live.base
 
 
 @pytest.fixture

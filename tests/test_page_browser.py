@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from kafka.admin import NewTopic
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
+from bench.common import CHROMIUM, CHROMIUM_ARGS
 from fleet import frames
 from fleet.geo import AREAS
 from fleet.schema import Fix, encode_fix
@@ -32,16 +34,6 @@ from tests.test_frames import D  # the driver shape the encoder reads
 pytestmark = pytest.mark.browser
 
 DRIVERS = 120
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 HOSTILE_ID = "<img src=x onerror=alert(1)>"
 # Right-to-left text (Arabic, then Hebrew) behind a RIGHT-TO-LEFT OVERRIDE: shown bare, it would reorder its neighbours.
 BIDI_ID = "\u202eسائق-٧ נהג"
@@ -152,30 +144,35 @@ class Dashboard:
         self.service.stop()
 
 
+def simulator_service(bootstrap: str, topic: str, log_dir: Path, drivers: int, seed: int, *extra: str) -> Service:
+    """The simulator: ``drivers`` in New York, one fix each a second, the same ones for the same ``seed``."""
+    fleet = ["--drivers", str(drivers), "--interval", "1", "--area", "nyc", "--seed", str(seed), *extra]
+    args = [PYTHON, "-m", "simulator", *fleet, "--topic", topic, "--bootstrap-servers", bootstrap]
+    return Service("simulator", args, {"PYTHONUNBUFFERED": "1"}, log_dir)
+
+
+@contextmanager
+def fleet_and_rides_dashboard(
+    bootstrap: str, topics: dict[str, str], log_dir: Path, simulator: Service, drivers: int
+) -> Iterator[Dashboard]:
+    """``simulator`` and a dashboard of the drivers and the rides of ``topics``, handed over once it holds all
+    ``drivers``; both stopped afterwards."""
+    simulator.start()
+    rides = {"RIDE_REQUEST_TOPIC": topics["requests"], "RIDE_MATCH_TOPIC": topics["matches"]}
+    dashboard = Dashboard("dashboard", bootstrap, topics["drivers"], log_dir, **rides)
+    try:
+        dashboard.start()
+        wait_until(lambda: held_by(dashboard.base) == drivers, 30, f"the dashboard holds {drivers} drivers")
+        yield dashboard
+    finally:
+        dashboard.stop()
+        simulator.stop()
+
+
 @pytest.fixture(scope="module")
 def simulator(kafka_bootstrap: str, topic: str, log_dir: Path) -> Iterator[Service]:
-    args = [
-        PYTHON,
-        "-m",
-        "simulator",
-        "--drivers",
-        str(DRIVERS),
-        "--interval",
-        "1",
-        "--topic",
-        topic,
-        "--bootstrap-servers",
-        kafka_bootstrap,
-        "--area",
-        "nyc",
-        "--seed",
-        "5",
-        "--offline-share",
-        "0",
-        "--max-speed-kmh",
-        "90",
-    ]
-    service = Service("simulator", args, {"PYTHONUNBUFFERED": "1"}, log_dir)
+    extra = ("--offline-share", "0", "--max-speed-kmh", "90")
+    service = simulator_service(kafka_bootstrap, topic, log_dir, DRIVERS, 5, *extra)
     service.start()
     yield service
     service.stop()

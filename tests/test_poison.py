@@ -29,6 +29,7 @@ import socketio
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
+from bench.common import dashboard_command, matcher_command
 from bench.hostile import (
     FIX_CLASSES,
     MATCH_CLASSES,
@@ -44,7 +45,7 @@ from fleet import decode
 from fleet.decode import Refusal
 from fleet.rides import RideMatch, RideRequest, encode_request, request_key
 from fleet.schema import Fix, encode_fix
-from tests.conftest import ARTIFACTS, PYTHON, ROOT, free_port
+from tests.conftest import ARTIFACTS, ROOT, free_port
 from tests.test_dashboard import wait_until
 
 NYC = (40.758, -73.9855)
@@ -137,7 +138,7 @@ def start_dashboard(bootstrap: str, topics: Topics, name: str) -> tuple[Process,
     port = free_port()
     process = Process(
         f"{name}-dashboard",
-        [PYTHON, "-m", "dashboard", "--port", str(port), "--topic", topics.drivers, "--bootstrap-servers", bootstrap],
+        dashboard_command(port, topics.drivers, bootstrap),
         {"RIDE_REQUEST_TOPIC": topics.requests, "RIDE_MATCH_TOPIC": topics.matches},
     )
     process.log_path.unlink(missing_ok=True)
@@ -150,28 +151,13 @@ def start_dashboard(bootstrap: str, topics: Topics, name: str) -> tuple[Process,
 def start_matcher(bootstrap: str, topics: Topics, name: str, *extra: str, fresh_log: bool = True) -> Process:
     process = Process(
         f"{name}-matcher",
-        [
-            PYTHON,
-            "-m",
-            "matcher",
-            "--bootstrap-servers",
+        matcher_command(
             bootstrap,
-            "--driver-topic",
-            topics.drivers,
-            "--request-topic",
-            topics.requests,
-            "--match-topic",
-            topics.matches,
-            "--group-id",
+            *topics.names(),
             f"poison-{topics.tag}",
-            "--instance-id",
             "m1",
-            "--log-interval-s",
-            "2",
-            "--max-wait-s",
-            "3",
-            *extra,
-        ],
+            *("--log-interval-s", "2", "--max-wait-s", "3", *extra),
+        ),
     )
     if fresh_log:
         process.log_path.unlink(missing_ok=True)

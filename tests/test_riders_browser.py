@@ -17,9 +17,9 @@ from kafka import KafkaAdminClient
 
 from fleet.rides import RideRequest
 from tests import test_page_browser as page_tests
-from tests.conftest import ARTIFACTS, PYTHON, fleet_topics
+from tests.conftest import ARTIFACTS, fleet_topics
 from tests.test_dashboard import producer
-from tests.test_page_browser import HOSTILE_ID, Dashboard, Service, held_by
+from tests.test_page_browser import HOSTILE_ID, fleet_and_rides_dashboard, simulator_service
 from tests.test_riders_dashboard import answer, in_transaction, send_requests
 
 pytestmark = pytest.mark.browser
@@ -40,47 +40,9 @@ def topics(kafka_admin: KafkaAdminClient) -> Iterator[dict[str, str]]:
 def riders_dashboard(kafka_bootstrap: str, topics: dict[str, str]) -> Iterator[str]:
     log_dir = ARTIFACTS / "riders-page"
     log_dir.mkdir(parents=True, exist_ok=True)
-    simulator = Service(
-        "simulator", simulator_args(kafka_bootstrap, topics["drivers"]), {"PYTHONUNBUFFERED": "1"}, log_dir
-    )
-    simulator.start()
-    dashboard = Dashboard(
-        "dashboard",
-        kafka_bootstrap,
-        topics["drivers"],
-        log_dir,
-        RIDE_REQUEST_TOPIC=topics["requests"],
-        RIDE_MATCH_TOPIC=topics["matches"],
-    )
-    try:
-        dashboard.start()
-        page_tests.wait_until(lambda: held_by(dashboard.base) == DRIVERS, 30, f"the dashboard holds {DRIVERS} drivers")
+    simulator = simulator_service(kafka_bootstrap, topics["drivers"], log_dir, DRIVERS, 11, "--offline-share", "0")
+    with fleet_and_rides_dashboard(kafka_bootstrap, topics, log_dir, simulator, DRIVERS) as dashboard:
         yield dashboard.base
-    finally:
-        dashboard.stop()
-        simulator.stop()
-
-
-def simulator_args(bootstrap: str, topic: str) -> list[str]:
-    return [
-        PYTHON,
-        "-m",
-        "simulator",
-        "--drivers",
-        str(DRIVERS),
-        "--interval",
-        "1",
-        "--topic",
-        topic,
-        "--bootstrap-servers",
-        bootstrap,
-        "--area",
-        "nyc",
-        "--seed",
-        "11",
-        "--offline-share",
-        "0",
-    ]
 
 
 # A drawn driver well inside the map (not under the panel), so that its rider 300 m north is on screen too.
