@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from dashboard import api, auth, page
 from dashboard.asyncmode import ASYNC_MODE
 from dashboard.service import Dashboard
 from dashboard.settings import DashboardSettings, host_name
+from fleet.throttle import Throttle
 
 log = logging.getLogger(__name__)
 # Inside a Socket.IO handler Flask-SocketIO adds ``sid``, ``namespace`` and ``event`` to Flask's request.
@@ -139,25 +139,6 @@ class FleetEvents(Namespace):
                 suppressed,
             )
         close_client()
-
-
-class Throttle:
-    """Lets something happen at most once per interval, counting the times it was held back."""
-
-    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval_s = interval_s
-        self._clock = clock
-        self._last = -float("inf")
-        self._held = 0
-
-    def ready(self) -> int | None:
-        """None while the interval runs (counted); else how many times it was held back since the last time."""
-        now = self._clock()
-        if now - self._last < self.interval_s:
-            self._held += 1
-            return None
-        held, self._held, self._last = self._held, 0, now
-        return held
 
 
 class GuardedHosts:

@@ -25,6 +25,7 @@ from fleet.riders import ACTIVE, Riders
 from fleet.rides import RideMatch, RideRequest
 from fleet.schema import Fix
 from fleet.state import FleetState
+from fleet.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Dashboard:
         self.push = Push(socketio, self.state, settings.topic, self.metrics, self.riders, self.ride_feed_json)
         self.fixes_total = 0
         self.rider_sweep_failures = 0
-        self._rider_failure_logged = -float("inf")
+        self._rider_failure_log = Throttle(LOG_INTERVAL_S * 6)
         self._socketio = socketio
         self._task = None
         self._running = False
@@ -220,9 +221,8 @@ class Dashboard:
             self.riders.sweep(now)
         except Exception:  # a bug in the riders' bookkeeping must not cost the fleet its stats
             self.rider_sweep_failures += 1
-            if self.rider_sweep_failures == 1 or time.monotonic() - self._rider_failure_logged >= LOG_INTERVAL_S * 6:
+            if self._rider_failure_log.ready() is not None:
                 log.exception("the riders' sweep failed (%d times so far)", self.rider_sweep_failures)
-                self._rider_failure_logged = time.monotonic()
         self.metrics.dropped.inc(self.state.dropped - dropped_before)
         self.metrics.evicted.inc(self.state.evicted - evicted_before)
         stats = self.stats(now)

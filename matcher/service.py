@@ -50,6 +50,7 @@ from fleet.decode import Refusal
 from fleet.errors import CannotListen, FleetError
 from fleet.rides import MATCHED, RideMatch, commit_metadata, encode_match, match_key, parse_commit_metadata
 from fleet.settings import bootstrap_list
+from fleet.throttle import Throttle
 from matcher.lifecycle import Lifecycle, Phase, Resync
 from matcher.matching import Matcher, Source
 from matcher.metrics import serve_metrics
@@ -193,7 +194,7 @@ class MatcherService:
         # dead-letter topics outside the transactions: those topics are not the matcher's to commit.
         self.state_dead_letters = DeadLetterSink(config.bootstrap_servers, f"matcher-{config.instance}-dlq")
         self.errors = 0
-        self.error_logged_at = -float("inf")
+        self.error_log = Throttle(ERROR_LOG_INTERVAL_S)
         self.metrics_server: WSGIServer | None = None
         self.instance_lock: IO[str] | None = None
 
@@ -383,8 +384,7 @@ class MatcherService:
             self.recover(e)
         except Exception:  # a bug: take back this turn's decisions, resync, and go on
             self.errors += 1
-            if time.monotonic() - self.error_logged_at >= ERROR_LOG_INTERVAL_S:
-                self.error_logged_at = time.monotonic()
+            if self.error_log.ready() is not None:
                 log.exception("matcher turn failed (%d times so far); aborting it and resyncing", self.errors)
             self.abort_and_forget()
 

@@ -26,6 +26,7 @@ from dashboard.settings import DashboardSettings, host_names
 from fleet.riders import Riders
 from fleet.settings import SettingError
 from fleet.state import FleetState
+from fleet.throttle import Throttle
 from tests import test_dashboard as dashboard_tests
 from tests.conftest import ARTIFACTS
 from tests.test_dashboard import fleet_fixes, producer, send_fixes, wait_until
@@ -188,7 +189,7 @@ def test_the_security_headers_complete_a_response_without_overriding_its_own_pol
 
 def test_a_throttle_lets_one_through_per_interval_and_counts_the_rest():
     clock = Clock()
-    throttle = app.Throttle(60.0, clock)
+    throttle = Throttle(60.0, clock)
     assert throttle.ready() == 0
     assert [throttle.ready() for _ in range(5)] == [None] * 5
     clock.now += 60.0
