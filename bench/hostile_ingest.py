@@ -87,7 +87,7 @@ class PacedProducer(threading.Thread):
             bootstrap_servers=bootstrap.split(","), linger_ms=20, batch_size=131072, max_request_size=2 * 1024 * 1024
         )
         self.topic, self.rate, self.drivers, self.hostile, self.seconds = topic, rate, drivers, hostile, seconds
-        self.sent = self.hostile_sent = 0
+        self.sent = 0
 
     def run(self) -> None:
         rng = random.Random(1)
@@ -104,7 +104,6 @@ class PacedProducer(threading.Thread):
                 if self.hostile and rng.random() < self.hostile:
                     record = next(bad)
                     self.kafka.send(self.topic, key=record.key, value=record.value)
-                    self.hostile_sent += 1
                 else:
                     i = next(drivers)
                     fix = Fix(

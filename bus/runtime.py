@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
 
@@ -119,7 +119,7 @@ def settings_from(cls: type[S], args: argparse.Namespace) -> S:
     """The environment's settings with the flags typed on top (even a flag meaning "none"): read once,
     after parsing."""
     typed = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
-    return replace(cls.from_env(), **typed)
+    return cls.from_env().with_overrides(**typed)
 
 
 class InstanceTaken(FleetError):

@@ -55,7 +55,7 @@ def serve(settings: DashboardSettings, _args: argparse.Namespace) -> int:
         "on" if settings.dead_letter else "off",
     )
     service.start()
-    log.info("listening on http://%s:%d", _url_host(settings.host), settings.port)
+    log.info("listening on %s", settings.url)
     try:
         asyncmode.serve(
             lambda: socketio.run(app, host=settings.host, port=settings.port, log_output=False),
@@ -81,7 +81,3 @@ def ensure_port_free(host: str, port: int) -> None:
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(address)
-
-
-def _url_host(host: str) -> str:
-    return "127.0.0.1" if host in {"0.0.0.0", ""} else (f"[{host}]" if ":" in host else host)

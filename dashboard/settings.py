@@ -219,6 +219,12 @@ class DashboardSettings(Settings):
     def area_box(self) -> BBox:
         return area_box(self.area)
 
+    @property
+    def url(self) -> str:
+        """Where a browser on this machine opens the map (the loopback address when bound to every interface)."""
+        host = "127.0.0.1" if self.host in {"0.0.0.0", ""} else (f"[{self.host}]" if ":" in self.host else self.host)
+        return f"http://{host}:{self.port}"
+
     def answered_hosts(self) -> frozenset[str]:
         """The Host names served: the listed ones (by default the loopback names), and always the bound address."""
         listed = self.allowed_hosts or DEFAULT_ALLOWED_HOSTS

@@ -75,8 +75,8 @@ class Settings:
         return cls(**read_fields(cls, environ))
 
     def with_overrides(self: S, **overrides: Any) -> S:
-        """These settings with the given values (None leaves a setting as it is)."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        """These settings with the given values; each one given replaces, None included (a flag meaning "none")."""
+        return replace(self, **overrides)
 
 
 def parse_bool(raw: str) -> bool:

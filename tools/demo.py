@@ -74,7 +74,7 @@ def demo_already_running(dashboard: DashboardSettings) -> str | None:
         pid = int(PID_FILE.read_text().split()[0])
         if process_alive(pid):
             return (
-                f"a demo is already running (pid {pid}, map at {dashboard_url(dashboard)}); stop it with Ctrl-C in "
+                f"a demo is already running (pid {pid}, map at {dashboard.url}); stop it with Ctrl-C in "
                 f"its terminal or `kill {pid}`, then run make demo again"
             )
     if port_in_use(dashboard.port):
@@ -99,11 +99,6 @@ def start_kafka() -> tuple[str, LocalBroker | None]:
         return broker.bootstrap, None
     say(f"Kafka broker ready at {broker.bootstrap} in {result.seconds:.1f} s")
     return broker.bootstrap, broker
-
-
-def dashboard_url(dashboard: DashboardSettings) -> str:
-    host = "127.0.0.1" if dashboard.host in {"0.0.0.0", ""} else dashboard.host
-    return f"http://{host}:{dashboard.port}"
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float = 30.0) -> bool:
@@ -162,7 +157,7 @@ def main() -> int:
     try:
         bootstrap, own_broker = start_kafka()
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
-        return run_children(env, dashboard_url(dashboard), stop)
+        return run_children(env, dashboard.url, stop)
     except FleetError as e:  # the broker could not start (its port taken, no Java...)
         say(f"error: {e}")
         return 1
