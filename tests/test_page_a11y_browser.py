@@ -335,6 +335,12 @@ def test_keyboard_alone_searches_chooses_follows_and_closes(dashboard, open_page
     assert page.evaluate(active) == "driver-row", "with single-key shortcuts off, / does nothing"
     assert watched.errors == [] and watched.policy_violations() == []
 
+    page.reload()  # the switch is remembered on this device
+    watched.wait_drawn(held_by(dashboard))
+    assert not page.is_checked("#shortcuts-enabled")
+    page.keyboard.press("/")
+    assert page.evaluate(active) != "search-input", "still off after a reload"
+
 
 def send_fixes(bootstrap: str, topic: str, ids: list[str]) -> None:
     lat, lon = AREAS["nyc"].center

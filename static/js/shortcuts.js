@@ -2,6 +2,8 @@
 // single-key shortcuts: a reader whose speech or switch software types letters can turn them off
 // (WCAG 2.1.4), and the page remembers it on this device. Escape, arrows and Enter always work.
 
+import { recall, remember } from "./storage.js";
+
 const STORAGE_KEY = "fleet-map.single-key-shortcuts";
 const byId = (id) => document.getElementById(id);
 
@@ -10,8 +12,8 @@ export class Shortcuts {
     this.dialog = byId("shortcuts");
     this.openButton = byId("shortcuts-open");
     this.enabledBox = byId("shortcuts-enabled");
-    this.enabledBox.checked = read() !== "off";
-    this.enabledBox.addEventListener("change", () => write(this.enabledBox.checked ? null : "off"));
+    this.enabledBox.checked = recall(STORAGE_KEY) !== "off";
+    this.enabledBox.addEventListener("change", () => remember(STORAGE_KEY, this.enabledBox.checked ? null : "off"));
     this.openButton.addEventListener("click", () => this.show());
     byId("shortcuts-close").addEventListener("click", () => this.dialog.close());
     // A click on the backdrop (outside the sheet's box) closes it too.
@@ -37,21 +39,4 @@ export class Shortcuts {
 function insideBox(element, ev) {
   const box = element.getBoundingClientRect();
   return ev.clientX >= box.left && ev.clientX <= box.right && ev.clientY >= box.top && ev.clientY <= box.bottom;
-}
-
-function read() {
-  try {
-    return window.localStorage.getItem(STORAGE_KEY);
-  } catch {
-    return null;
-  }
-}
-
-function write(value) {
-  try {
-    if (value === null) window.localStorage.removeItem(STORAGE_KEY);
-    else window.localStorage.setItem(STORAGE_KEY, value);
-  } catch {
-    // Storage refused: the switch holds until the page is closed.
-  }
 }

@@ -4,26 +4,10 @@
 // applies the remembered choice before the first paint.
 
 import { PALETTES } from "./palette.js";
+import { recall, remember } from "./storage.js";
 
 const STORAGE_KEY = "fleet-map.theme";
 const SYSTEM_DARK = "(prefers-color-scheme: dark)";
-
-function stored() {
-  try {
-    return window.localStorage.getItem(STORAGE_KEY);
-  } catch {
-    return null;
-  }
-}
-
-function store(choice) {
-  try {
-    if (choice === null) window.localStorage.removeItem(STORAGE_KEY);
-    else window.localStorage.setItem(STORAGE_KEY, choice);
-  } catch {
-    // Storage refused: the choice lasts until the page is closed.
-  }
-}
 
 export class Theme {
   /** `button` toggles the theme; `onChange(name)` is called after every change. */
@@ -46,7 +30,7 @@ export class Theme {
 
   toggle() {
     const next = this.name === "dark" ? "light" : "dark";
-    store(next === this._systemName() ? null : next);
+    remember(STORAGE_KEY, next === this._systemName() ? null : next);
     this._apply();
   }
 
@@ -55,7 +39,7 @@ export class Theme {
   }
 
   _apply() {
-    const choice = stored();
+    const choice = recall(STORAGE_KEY);
     const name = choice === "dark" || choice === "light" ? choice : this._systemName();
     const changed = document.documentElement.dataset.theme !== name;
     document.documentElement.dataset.theme = name;
