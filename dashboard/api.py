@@ -139,7 +139,7 @@ def http_error(error: HTTPException) -> Response | HTTPException:
 
 
 def json_response(body: dict[str, Any], status: int = 200) -> Response:
-    return _with_safety_headers(Response(_json(body), status=status, mimetype="application/json"))
+    return _not_cached(Response(_json(body), status=status, mimetype="application/json"))
 
 
 def _json(value: Any) -> str:
@@ -152,10 +152,10 @@ def _json(value: Any) -> str:
 
 
 def _json_response_stream(chunks: Iterator[str]) -> Response:
-    return _with_safety_headers(Response(chunks, mimetype="application/json"))
+    return _not_cached(Response(chunks, mimetype="application/json"))
 
 
-def _with_safety_headers(response: Response) -> Response:
-    response.headers["X-Content-Type-Options"] = "nosniff"
+def _not_cached(response: Response) -> Response:
+    """The fleet changes every second (nosniff and the other security headers are on every response: app.py)."""
     response.headers["Cache-Control"] = "no-store"
     return response
