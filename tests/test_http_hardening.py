@@ -166,11 +166,11 @@ def test_allowed_hosts_default_to_the_bound_address_and_the_loopback_names():
     assert listed.answered_hosts() == {"maps.example.com", "0.0.0.0"}
 
 
-
 def test_the_url_printed_for_a_browser_is_one_it_can_open():
     assert DashboardSettings(host="0.0.0.0", port=5000).url == "http://127.0.0.1:5000"
     assert DashboardSettings(host="::1", port=5001).url == "http://[::1]:5001"
     assert DashboardSettings(host="10.0.0.5", port=80).url == "http://10.0.0.5:80"
+
 
 @pytest.mark.parametrize("raw", ["https://maps.example.com", "*.example.com", "maps.example.com/x", "a b"])
 def test_an_allowed_host_that_is_not_a_host_name_is_refused(raw):
