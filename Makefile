@@ -12,13 +12,15 @@ STAMPS := .stamps
 
 help:
 	@echo "make demo    start Kafka, the dashboard and the simulator; open http://127.0.0.1:5000"
+	@echo "             (make demo NODES=3: on a local three-node Kafka cluster)"
 	@echo "make test    run every test against a real Kafka broker"
 	@echo "make lint    ruff and mypy on the Python code"
 	@echo "make bench   the benchmarks under bench/ (results in docs/benchmarks.md)"
 	@echo "make clean   remove the environment, npm packages, Kafka jars and broker data"
 
+# NODES=3 runs the demo on a local three-node cluster (BROKER_NODES in the environment does the same).
 demo: setup
-	$(PY) tools/demo.py
+	$(if $(NODES),BROKER_NODES=$(NODES) )$(PY) tools/demo.py
 
 test: setup setup-browser lint
 	$(PY) -m pytest $(PYTEST_ARGS)

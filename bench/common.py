@@ -30,7 +30,7 @@ from kafka import KafkaAdminClient
 from kafka import __version__ as kafka_python_version
 from kafka.record.util import crc32c_c
 
-from broker.local import BrokerSettings, LocalBroker, kafka_version
+from broker.local import BrokerSettings, LocalBroker, kafka_version, port_in_use
 from bus.clients import ensure_topics
 from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
 
@@ -262,6 +262,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports_in_a_row(count: int, host: str = "127.0.0.1") -> int:
+    """The first of ``count`` consecutive TCP ports free on ``host`` right now (``dashboard.replicas``'s dashboards)."""
+    for _ in range(50):
+        first = free_port()
+        if first + count <= 65536 and not any(port_in_use(p, host) for p in range(first, first + count)):
+            return first
+    raise RuntimeError(f"found no {count} free ports in a row on {host}")
+
+
 def cpu_seconds(process: psutil.Process | None) -> float:
     """User and system CPU seconds of ``process`` (every thread) so far; 0 for None."""
     if process is None:
@@ -468,13 +477,7 @@ class Child:
 
     def peak_rss_mib(self) -> float:
         """The high-water mark of resident memory (VmHWM) over the process's whole life so far."""
-        try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return self.rss_mib()
+        return peak_rss_mib(self.ps)
 
     def log_tail(self, lines: int = 15) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -490,6 +493,17 @@ class Child:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def peak_rss_mib(process: psutil.Process) -> float:
+    """The high-water mark of resident memory (VmHWM) of ``process`` so far (its RSS now if /proc does not say)."""
+    try:
+        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return process.memory_info().rss / 2**20
+    except (OSError, psutil.Error):
+        return 0.0
 
 
 def stop_all(children: Iterable[Child], timeout_s: float = 15.0) -> None:

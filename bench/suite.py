@@ -11,6 +11,7 @@ Parts (each also runs alone as `python -m bench.<module>`, with more flags; see 
 - pipeline  bench/pipeline.py         simulator -> Kafka -> dashboard -> Socket.IO clients, with the
                                       tutorial dashboard as the comparison, in the same run
 - browser   bench/browser_fps.py      the map page in headless Chromium: fps, frame times, JS heap
+- viewers   bench/viewers.py          hundreds of viewers through nginx, spread over several dashboards
 
 Every part takes --quick, --json and, where it has them, --bootstrap-servers, --reps and --duration
 (bench/common.py's bench_parser); this suite hands each part the ones it has. Every part prints a table
@@ -33,6 +34,7 @@ from bench import (
     matcher,
     pipeline,
     simulator_rate,
+    viewers,
 )
 from bus.clients import kafka_answers
 from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
@@ -47,6 +49,7 @@ PARTS: dict[str, ModuleType] = {
     "hostile": hostile_ingest,
     "pipeline": pipeline,
     "browser": browser_fps,
+    "viewers": viewers,
 }
 # The one part that never talks to Kafka (the dashboard's pure hot path).
 WITHOUT_KAFKA = {"state"}

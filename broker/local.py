@@ -1,4 +1,4 @@
-"""A single-node KRaft broker run from Kafka's Maven jars: fetch, format, start, stop."""
+"""A KRaft node run from Kafka's Maven jars: fetch, format, start, stop; alone, or one of a local cluster."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
 from broker import settings
 from broker.settings import BrokerSettings
-from bus.clients import kafka_answers
+from bus.clients import kafka_answers, replication_for
 from fleet.errors import FleetError
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,27 @@ class StartResult:
     notes: list[str] = field(default_factory=list)
 
 
-class LocalBroker:
-    """One broker process whose config, data, logs and pid file live in ``config.node_dir``."""
+@dataclass(frozen=True)
+class Quorum:
+    """A node's place in a cluster of several: its id and every controller's (id, port).
 
-    def __init__(self, config: BrokerSettings | None = None) -> None:
+    The voters are fixed when the cluster is formatted (a static quorum): every node of the local
+    cluster is one, so three nodes keep a majority with one of them down.
+    """
+
+    node_id: int
+    voters: tuple[tuple[int, int], ...]
+
+
+class LocalBroker:
+    """One broker process whose config, data, logs and pid file live in ``config.node_dir``.
+
+    Without a ``quorum`` it is a single node that is its own controller quorum (`--standalone`).
+    """
+
+    def __init__(self, config: BrokerSettings | None = None, quorum: Quorum | None = None) -> None:
         self.config = config or BrokerSettings()
+        self.quorum = quorum
         node = self.config.node_dir
         self.data_dir = node / "data"
         self.logs_dir = node / "logs"
@@ -91,6 +108,16 @@ class LocalBroker:
 
     def start(self) -> StartResult:
         started = time.monotonic()
+        result = self.launch()
+        if not result.already_running:
+            self.wait_until_ready(result.pid, started)
+            result.seconds = time.monotonic() - started
+        return result
+
+    def launch(self) -> StartResult:
+        """Format the storage once and start the JVM, without waiting for it to answer (a node of a
+        cluster cannot answer before a majority of its controllers runs)."""
+        started = time.monotonic()
         pid = self.running_pid()
         if pid is not None:
             return StartResult(pid=pid, seconds=0.0, already_running=True)
@@ -108,7 +135,6 @@ class LocalBroker:
         if self._format_storage_once(java, libs):
             notes.append(f"formatted storage in {self.data_dir}")
         pid = self._launch(java, libs)
-        self._wait_until_ready(pid, started)
         return StartResult(pid=pid, seconds=time.monotonic() - started, notes=notes)
 
     def stop(self, timeout_s: float = 30.0) -> float | None:
@@ -118,13 +144,13 @@ class LocalBroker:
             return None
         started = time.monotonic()
         os.kill(pid, signal.SIGTERM)
-        if not _wait_for(lambda: not process_alive(pid), timeout_s):
+        if not wait_for(lambda: not process_alive(pid), timeout_s):
             log.warning("broker pid %d did not stop in %.0f s; killing it", pid, timeout_s)
             os.kill(pid, signal.SIGKILL)
-            _wait_for(lambda: not process_alive(pid), 10.0)
+            wait_for(lambda: not process_alive(pid), 10.0)
         self.pid_file.unlink(missing_ok=True)
         ports = (self.config.port, self.config.controller_port)
-        if not _wait_for(lambda: not any(port_in_use(p) for p in ports), 10.0):
+        if not wait_for(lambda: not any(port_in_use(p) for p in ports), 10.0):
             raise BrokerError(f"broker stopped but ports {ports} are still taken")
         return time.monotonic() - started
 
@@ -133,7 +159,7 @@ class LocalBroker:
         pid = self.running_pid()
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
-            _wait_for(lambda: not process_alive(pid), 10.0)
+            wait_for(lambda: not process_alive(pid), 10.0)
             self.pid_file.unlink(missing_ok=True)
 
     def reset(self) -> None:
@@ -157,11 +183,23 @@ class LocalBroker:
     def _write_properties(self) -> None:
         self.config.node_dir.mkdir(parents=True, exist_ok=True)
         template = Template((settings.HERE / "server.properties").read_text())
+        if self.quorum is None:
+            node_id, nodes = 1, 1
+            quorum = f"controller.quorum.bootstrap.servers=127.0.0.1:{self.config.controller_port}"
+        else:
+            node_id, nodes = self.quorum.node_id, len(self.quorum.voters)
+            voters = ",".join(f"{voter}@127.0.0.1:{port}" for voter, port in self.quorum.voters)
+            quorum = f"controller.quorum.voters={voters}"
+        replicas, min_isr = replication_for(nodes)
         self.properties.write_text(
             template.substitute(
+                node_id=node_id,
+                quorum=quorum,
                 port=self.config.port,
                 controller_port=self.config.controller_port,
                 data_dir=self.data_dir,
+                replicas=replicas,
+                min_isr=min_isr,
             )
         )
 
@@ -193,7 +231,8 @@ class LocalBroker:
                 cluster_id,
                 "-c",
                 str(self.properties),
-                "--standalone",
+                # A single node makes itself the quorum; a cluster's voters are named in its properties.
+                *(["--standalone"] if self.quorum is None else []),
             ],
             env=self._java_env(libs),
             capture_output=True,
@@ -228,7 +267,8 @@ class LocalBroker:
         self.pid_file.write_text(f"{process.pid}\n")
         return process.pid
 
-    def _wait_until_ready(self, pid: int, started: float) -> None:
+    def wait_until_ready(self, pid: int, started: float) -> None:
+        """Wait until the broker answers metadata requests, or raise saying why it did not."""
         deadline = started + self.config.start_timeout_s
         while time.monotonic() < deadline:
             if not process_alive(pid):
@@ -364,7 +404,8 @@ def process_alive(pid: int) -> bool:
         return True
 
 
-def _wait_for(condition, timeout_s: float, step_s: float = 0.1) -> bool:
+def wait_for(condition: Callable[[], bool], timeout_s: float, step_s: float = 0.1) -> bool:
+    """Poll ``condition`` until it holds or ``timeout_s`` passes; whether it held."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():

@@ -122,11 +122,25 @@ def kafka_answers(bootstrap: str | list[str], timeout_s: float = 2.0) -> bool:
         admin.close()
 
 
+def replication_for(brokers: int) -> tuple[int, int]:
+    """Replicas per partition and ``min.insync.replicas`` for a cluster of ``brokers``.
+
+    Three copies survive one broker lost while another is being restarted; requiring two in sync
+    makes an ``acks=all`` write durable on two machines before it is acknowledged, and still lets
+    writes go on with one broker down.
+    """
+    replicas = max(1, min(3, brokers))
+    return replicas, 2 if replicas >= 3 else 1
+
+
 def ensure_topics(admin: KafkaAdminClient, topics: dict[str, int], configs: dict[str, str] | None = None) -> list[str]:
-    """Create each missing topic with its partition count; return the names created."""
+    """Create each missing topic with its partition count, replicated as :func:`replication_for` says
+    for the brokers the cluster has registered; return the names created."""
     existing = set(admin.list_topics())
+    replicas, min_isr = replication_for(len(admin.describe_cluster()["brokers"]))
+    topic_configs = {"min.insync.replicas": str(min_isr), **(configs or {})}
     missing = [
-        NewTopic(name, num_partitions=partitions, replication_factor=-1, topic_configs=dict(configs or {}))
+        NewTopic(name, num_partitions=partitions, replication_factor=replicas, topic_configs=topic_configs)
         for name, partitions in topics.items()
         if name not in existing
     ]
@@ -135,7 +149,13 @@ def ensure_topics(admin: KafkaAdminClient, topics: dict[str, int], configs: dict
         try:
             admin.create_topics([topic], wait_for_metadata=True)
             created.append(topic.name)
-            log.info("created topic %s with %d partitions", topic.name, topic.num_partitions)
+            log.info(
+                "created topic %s with %d partitions, %d replicas (min.insync.replicas %d)",
+                topic.name,
+                topic.num_partitions,
+                replicas,
+                min_isr,
+            )
         except TopicAlreadyExistsError:
             pass  # another process won the race; the topic is there, which is all we need
     return created

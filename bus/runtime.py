@@ -86,6 +86,8 @@ def settings_parser(
     parser = OneLineParser(
         prog=prog,
         description=description,
+        # A prefix of a flag (`--node` for `--node-dir`) is a typo to report, not a guess to make.
+        allow_abbrev=False,
         epilog="Every flag can also be set with the environment variable named in its help. Environment only: "
         + ", ".join(f"{s.name} ({_shown(s.default)})" for s in env_only)
         + ". The README lists them all.",

@@ -102,6 +102,12 @@ def list_riders() -> Response:
     return json_response(riders_json(dashboard().riders, time.time(), EVENT_RIDES))
 
 
+@api.get("/api/kafka")
+def kafka() -> Response:
+    """Brokers up and down, and per partition of each topic read: leader, replicas, ISR and offsets (docs/api.md)."""
+    return json_response(dashboard().kafka_json())
+
+
 @api.get("/healthz")
 def healthz() -> Response:
     healthy, body = dashboard().health()

@@ -243,8 +243,10 @@ class Feed:
         new = [tp for tp in found if tp not in self._positions]
         if new:
             self._assign(consumer, new)
-        error = f"{' and '.join(missing)} not created yet {self.spec.missing_hint}" if missing else None
-        self._publish(connected=True, error=error, missing=tuple(missing))
+        self._publish(connected=True, error=self._missing_error(tuple(missing)), missing=tuple(missing))
+
+    def _missing_error(self, missing: tuple[str, ...]) -> str | None:
+        return f"{' and '.join(missing)} not created yet {self.spec.missing_hint}" if missing else None
 
     def _assign(self, consumer: KafkaConsumer, new: list[TopicPartition]) -> None:
         """Assign the partitions held and the new ones; the new ones start at the read-back window."""
@@ -314,7 +316,10 @@ class Feed:
             return
         if not self.status.connected:
             log.info("%s: Kafka at %s answers again; consuming", self.spec.name, self.bootstrap)
-        self._publish(connected=True, partitions=self._partition_status(ends))
+        # An answer clears the error of a probe that failed (a leader that died): only a missing topic stays.
+        self._publish(
+            connected=True, error=self._missing_error(self.status.missing), partitions=self._partition_status(ends)
+        )
         self._check_readback()
 
     def _lost(self, error: KafkaError) -> None:

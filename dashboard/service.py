@@ -17,6 +17,8 @@ from flask_socketio import SocketIO
 
 from bus.intake import Record
 from dashboard.feed import Feed, FeedSpec, FeedStatus
+from dashboard.kafka_view import kafka_view
+from dashboard.metadata import MetadataWatch
 from dashboard.metrics import DashboardMetrics
 from dashboard.push import Push
 from dashboard.settings import DashboardSettings
@@ -44,6 +46,8 @@ DRIVER_POLL_RECORDS = 1000
 # Riders are few: small polls keep each turn of the ride feed short.
 RIDE_POLL_RECORDS = 500
 RIDE_FETCH_MAX_BYTES = 512 * 1024
+# How long GET /api/kafka waits for a fresh look at the cluster when nobody asked lately (less than a look's timeout).
+KAFKA_VIEW_WAIT_S = 2.0
 
 
 class Dashboard:
@@ -57,6 +61,10 @@ class Dashboard:
         self.feed = Feed(self._driver_spec(), settings.bootstrap_servers, settings.dead_letter, socketio.sleep)
         self.ride_feed = Feed(self._ride_spec(), settings.bootstrap_servers, settings.dead_letter, socketio.sleep)
         self.metrics.watch_feeds(self.feed, self.ride_feed)
+        read = (settings.topic, settings.ride_request_topic, settings.ride_match_topic)
+        self.metadata = MetadataWatch(
+            settings.bootstrap_servers, tuple(dict.fromkeys(read)), settings.metadata_interval_s, socketio.sleep
+        )
         self.push = Push(socketio, self.state, settings.topic, self.metrics, self.riders, self.ride_feed_json)
         self.fixes_total = 0
         self.rider_sweep_failures = 0
@@ -107,12 +115,14 @@ class Dashboard:
         self._running = True
         self._socketio.start_background_task(self.feed.run)
         self._socketio.start_background_task(self.ride_feed.run)
+        self._socketio.start_background_task(self.metadata.run)
         self._task = self._socketio.start_background_task(self._run)
 
     def stop(self) -> None:
         self._running = False
         self.feed.stop()
         self.ride_feed.stop()
+        self.metadata.stop()
 
     def disconnect_clients(self) -> None:
         """Close every Socket.IO connection (at shutdown: the web server waits for open ones)."""
@@ -206,6 +216,12 @@ class Dashboard:
                 "error": status.error,
             },
         }
+
+    def kafka_json(self) -> dict[str, Any]:
+        """``GET /api/kafka``: the cluster's brokers, and per partition of each topic read its replicas and offsets."""
+        state = self.metadata.latest(KAFKA_VIEW_WAIT_S)
+        positions = (*self.feed.status.partitions, *self.ride_feed.status.partitions)
+        return kafka_view(self.metadata.topics, state, positions)
 
     def _driver_track(self, driver_id: str) -> list[list[float]]:
         driver = self.state.get(driver_id)

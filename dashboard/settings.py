@@ -171,6 +171,13 @@ ALLOWED_HOSTS = Setting(
     "With DASHBOARD_HOST=0.0.0.0, list the names users type (maps.example.com, the machine's address).",
     host_names,
 )
+METADATA_INTERVAL_S = Setting(
+    "DASHBOARD_METADATA_INTERVAL_S",
+    2.0,
+    "Seconds between two looks at the cluster's metadata (leaders, replicas, in-sync replicas, brokers) "
+    "for /api/kafka; looked at only while someone asked for it in the last 30 s.",
+    positive_float,
+)
 SECRET_KEY = Setting("SECRET_KEY", "", "Flask's secret key (unset: a random one per process).")
 DEAD_LETTER = Setting(
     "DASHBOARD_DEAD_LETTER",
@@ -196,6 +203,7 @@ class DashboardSettings(Settings):
     ride_request_topic: str = setting_field(RIDE_REQUEST_TOPIC, "--request-topic", "NAME")
     ride_match_topic: str = setting_field(RIDE_MATCH_TOPIC, "--match-topic", "NAME")
     rides_readback_s: float = setting_field(RIDES_READBACK_S, "--rides-readback-s", "SECONDS")
+    metadata_interval_s: float = setting_field(METADATA_INTERVAL_S, "--metadata-interval-s", "SECONDS")
     token: str = setting_field(TOKEN)  # never a flag: command lines are visible to every user of the machine
     cors_origins: tuple[str, ...] = setting_field(CORS_ORIGINS, "--cors-origins", "ORIGIN[,...]")
     allowed_hosts: tuple[str, ...] = setting_field(ALLOWED_HOSTS, "--allowed-hosts", "NAME[,...]")

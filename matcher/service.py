@@ -35,6 +35,7 @@ from kafka.errors import FencedInstanceIdError, KafkaError, ProducerFencedError,
 from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
+from bus import transactions
 from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect, ensure_topics
 from bus.deadletter import (
     DLQ_MAX_MESSAGE_BYTES,
@@ -75,6 +76,9 @@ TRANSACTION_TIMEOUT_MS = 10_000
 # 200 ms or more, at 20 ms (what the Java client uses for that case) about 40 ms.
 TRANSACTION_RETRY_BACKOFF_MS = 20
 MAX_BLOCK_MS = 10_000
+# How long a commit or an abort may wait for the transaction coordinator (bus/transactions.py): a new
+# coordinator is found within seconds of a broker's death, so a longer silence means the answer was lost.
+TRANSACTION_WAIT_S = MAX_BLOCK_MS / 1000
 FORGET_ANSWERS_INTERVAL_S = 10.0
 # A transaction that failed because a dead letter could not be written would fail again on the same
 # request after the resync, forever. So for this long after such a failure, refused requests are not
@@ -497,8 +501,10 @@ class MatcherService:
                     )
                     for partition, (offset, timestamp_ms, read_to) in positions.items()
                 }
-                self.producer.send_offsets_to_transaction(offsets, self.request_consumer.group_metadata())
-            self.producer.commit_transaction()
+                transactions.send_offsets(
+                    self.producer, offsets, self.request_consumer.group_metadata(), TRANSACTION_WAIT_S
+                )
+            transactions.commit(self.producer, TRANSACTION_WAIT_S)
         except KafkaError as e:
             self.recover(e)
             return
@@ -524,7 +530,16 @@ class MatcherService:
             return
         log.warning("transaction failed (%s: %s); aborting it and resyncing", type(error).__name__, error)
         self.pause_dead_letters_if_they_failed()
-        self.abort_and_forget()
+        self.abort_and_forget(producer_lost=isinstance(error, transactions.TransactionTimedOut))
+
+    def replace_producer(self, why: str) -> None:
+        """Close the producer and start a new one with the same transactional id: its ``init_transactions``
+        completes or aborts whatever the old one left open."""
+        log.warning("%s; starting a new producer, which settles the open transaction", why)
+        self.producer.close(timeout=1)
+        self._producer = self.new_producer()
+        if self._producer is None:  # stopped while Kafka was away
+            self.stop.set()
 
     def pause_dead_letters_if_they_failed(self) -> None:
         """A dead-letter topic that cannot be written fails every transaction that writes to it: stop
@@ -544,20 +559,23 @@ class MatcherService:
             DEAD_LETTER_PAUSE_S,
         )
 
-    def abort_and_forget(self) -> None:
-        """Abort the open transaction, take back what it decided, and resync before matching again."""
+    def abort_and_forget(self, producer_lost: bool = False) -> None:
+        """Abort the open transaction, take back what it decided, and resync before matching again.
+
+        ``producer_lost``: the coordinator never answered, so the producer's idea of the transaction is
+        unknown and an abort would wait in vain too; a new producer settles it instead.
+        """
         if self.lifecycle.in_transaction:
-            try:
-                self.producer.abort_transaction()
-            except KafkaError as e:
-                if is_fenced(e, self._producer):
-                    self.recover(e)
-                    return
-                log.warning("abort failed (%s); starting a new producer, which aborts it", type(e).__name__)
-                self.producer.close(timeout=1)
-                self._producer = self.new_producer()
-                if self.producer is None:  # stopped while Kafka was away
-                    self.stop.set()
+            if producer_lost:
+                self.replace_producer("the transaction coordinator did not answer")
+            else:
+                try:
+                    transactions.abort(self.producer, TRANSACTION_WAIT_S)
+                except KafkaError as e:
+                    if is_fenced(e, self._producer):
+                        self.recover(e)
+                        return
+                    self.replace_producer(f"abort failed ({type(e).__name__})")
         self.lifecycle.aborted()
         self.matcher.rollback(time.time())
         self.committed_positions = {}

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, settings
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from broker.local import BrokerError, BrokerSettings, LocalBroker
+from broker.cluster import LocalCluster, node_ports, wait_fully_replicated
+from broker.local import BrokerError, BrokerSettings, LocalBroker, port_in_use
 
 # Property tests are the same on every run (derandomized: CI never fails on a new random draw) and keep no
 # example database in the repository; a run with HYPOTHESIS_PROFILE=explore draws fresh examples locally.
@@ -136,6 +137,18 @@ def processes() -> Iterator:
                 stream.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_process_outlives_its_module() -> Iterator[None]:
+    """A test or fixture that fails half-way (a start that times out, an assertion before its stop) leaves
+    no dashboard, matcher or simulator of tests/stack.py running after its module."""
+    from tests.stack import Process  # tests/stack.py imports this module's helpers
+
+    yield
+    for process in Process.started:
+        process.stop()
+    Process.started.clear()
+
+
 @pytest.fixture(scope="module")
 def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A broker of this module's own, on free ports, that its tests may stop, kill and restart."""
@@ -148,6 +161,44 @@ def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBr
         pytest.fail(f"could not start a private Kafka broker: {e}", pytrace=False)
     yield broker
     broker.stop()
+
+
+def free_cluster_port(nodes: int) -> int:
+    """A base port whose derived listener and controller ports (broker/cluster.py) are all free."""
+    while True:
+        base = free_port()
+        ports = [port for node in range(1, nodes + 1) for port in node_ports(base, node)]
+        if max(ports) < 65536 and not any(port_in_use(port) for port in ports):
+            return base
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A three-node KRaft cluster of the session's own (tests marked ``cluster``), on free ports.
+
+    Tests may kill, stop and start its nodes; each gives it back whole (every node running, every
+    partition fully replicated), which :func:`whole_cluster` checks after each of them.
+    """
+    settings = BrokerSettings(
+        nodes=3, cluster_port=free_cluster_port(3), cluster_dir=tmp_path_factory.mktemp("cluster")
+    )
+    cluster = LocalCluster(settings)
+    try:
+        cluster.start()
+    except BrokerError as e:
+        pytest.fail(f"could not start a three-node Kafka cluster: {e}", pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def whole_cluster(kafka_cluster: LocalCluster) -> Iterator[LocalCluster]:
+    """The session's cluster, brought back whole after the test whatever it did to its nodes."""
+    yield kafka_cluster
+    stopped = [n for n, pid in kafka_cluster.running().items() if pid is None]
+    for node in stopped:
+        kafka_cluster.start_node(node)
+    assert wait_fully_replicated(kafka_cluster.bootstrap, 60), "the cluster did not get every replica back in sync"
 
 
 PYTHON = sys.executable

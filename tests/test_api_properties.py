@@ -76,6 +76,8 @@ def test_any_page_request_gets_a_page_or_a_400_as_whole_json(app, limit, after):
 def test_riders_health_and_metrics_answer_without_kafka(app):
     with app.test_client() as client:
         assert_whole_json(client.get("/api/riders"), {200})
+        kafka = assert_whole_json(client.get("/api/kafka"), {200})
+        assert kafka["error"] == "waiting for Kafka's first answer" and kafka["brokers"] == []
         assert assert_whole_json(client.get("/healthz"), {503})["status"] == "unavailable"
         assert client.get("/metrics").status_code == 200
 

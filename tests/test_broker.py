@@ -7,7 +7,9 @@ import subprocess
 import pytest
 
 from broker import local
+from broker.cluster import LocalCluster, node_ports
 from broker.local import BrokerError, BrokerSettings, LocalBroker, port_in_use
+from bus.clients import replication_for
 from tests.conftest import PYTHON, ROOT, free_port
 
 
@@ -119,3 +121,34 @@ def test_unknown_command_is_a_usage_error():
     assert result.returncode == 2
     assert "invalid choice: 'launch'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---- the local cluster (its faults are in tests/test_cluster_faults.py, its tour in tests/test_kafka_tour.py)
+
+
+def test_node_n_of_the_cluster_listens_100_ports_above_node_1_and_its_controller_one_above_that():
+    assert [node_ports(9192, n) for n in (1, 2, 3)] == [(9192, 9193), (9292, 9293), (9392, 9393)]
+
+
+def test_topics_get_three_replicas_and_need_two_in_sync_once_the_cluster_has_three_brokers():
+    assert [replication_for(n) for n in (1, 2, 3, 5)] == [(1, 1), (2, 1), (3, 2), (3, 2)]
+
+
+def test_kill_without_a_node_and_too_many_nodes_are_one_line_errors():
+    for args in (["kill"], ["start", "--nodes", "9"], ["start", "--node"]):
+        result = run_broker_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_starting_one_node_of_a_cluster_never_made_says_how_to_make_it(tmp_path):
+    result = run_broker_cli("start", "--node", "2", env={"BROKER_CLUSTER_DIR": str(tmp_path / "none")})
+    assert result.returncode == 1
+    assert "there is no local cluster yet: run `python -m broker start --nodes 3` first" in result.stderr
+
+
+def test_a_cluster_made_with_three_nodes_is_not_started_with_five(tmp_path):
+    (tmp_path / "nodes").write_text("3\n")
+    cluster = LocalCluster(BrokerSettings(nodes=5, cluster_dir=tmp_path), size=5)
+    with pytest.raises(BrokerError, match="was made with 3 nodes, not 5"):
+        cluster.start()

@@ -16,11 +16,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from broker.cluster import LocalCluster  # noqa: E402
 from broker.local import LocalBroker, port_in_use, process_alive  # noqa: E402
 from broker.settings import WORK_DIR, BrokerSettings  # noqa: E402
 from bus.runtime import install_shutdown  # noqa: E402
@@ -85,20 +87,33 @@ def demo_already_running(dashboard: DashboardSettings) -> str | None:
     return None
 
 
-def start_kafka() -> tuple[str, LocalBroker | None]:
-    """Bootstrap servers, and the broker to stop at the end if the demo started it."""
+def start_kafka() -> tuple[str, Callable[[], object] | None]:
+    """Bootstrap servers, and how to stop the Kafka the demo started (None if it was running before)."""
     # Only a cluster named in the environment counts: the setting's default is the local broker's address.
     external = os.environ.get(KAFKA_BOOTSTRAP_SERVERS.name)
     if external:
         say(f"using the Kafka cluster at {external} (KAFKA_BOOTSTRAP_SERVERS); no local broker started")
         return external, None
-    broker = LocalBroker(BrokerSettings.from_env())
+    settings = BrokerSettings.from_env()
+    if settings.nodes > 1:
+        return start_cluster(LocalCluster(settings, size=settings.nodes))
+    broker = LocalBroker(settings)
     result = broker.start()
     if result.already_running:
         say(f"Kafka broker already running at {broker.bootstrap}; the demo leaves it running")
         return broker.bootstrap, None
     say(f"Kafka broker ready at {broker.bootstrap} in {result.seconds:.1f} s")
-    return broker.bootstrap, broker
+    return broker.bootstrap, broker.stop
+
+
+def start_cluster(cluster: LocalCluster) -> tuple[str, Callable[[], object] | None]:
+    result = cluster.start()
+    if result.already_running:
+        say(f"Kafka cluster of {cluster.size} nodes already running at {cluster.bootstrap}; the demo leaves it running")
+        return cluster.bootstrap, None
+    say(f"Kafka cluster of {cluster.size} nodes ready at {cluster.bootstrap} in {result.seconds:.1f} s")
+    say("try `.venv/bin/python -m broker kill --node 2` and watch the page's Kafka section (docs/kafka-tour.md)")
+    return cluster.bootstrap, cluster.stop
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float = 30.0) -> bool:
@@ -153,18 +168,18 @@ def main() -> int:
     stop = install_shutdown()
     PID_FILE.parent.mkdir(parents=True, exist_ok=True)
     PID_FILE.write_text(f"{os.getpid()}\n")
-    own_broker = None
+    stop_kafka = None
     try:
-        bootstrap, own_broker = start_kafka()
+        bootstrap, stop_kafka = start_kafka()
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
         return run_children(env, dashboard.url, stop)
     except FleetError as e:  # the broker could not start (its port taken, no Java...)
         say(f"error: {e}")
         return 1
     finally:
-        if own_broker is not None:
-            own_broker.stop()
-            say("stopped the Kafka broker")
+        if stop_kafka is not None:
+            stop_kafka()
+            say("stopped Kafka")
         PID_FILE.unlink(missing_ok=True)
 
 

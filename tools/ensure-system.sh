@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Checks the machine for what `make` cannot install into the project folder, and installs the
 # missing Debian packages when run as root. Usage: tools/ensure-system.sh [--browser]
+# --browser adds what only the tests need: chromium (the page's browser tests) and nginx (the tests of
+# `python -m dashboard.cluster`, which puts nginx in front of several dashboards).
 set -euo pipefail
 
 need_apt=()
@@ -12,8 +14,10 @@ if [ -z "${KAFKA_HOME:-}" ]; then
   command -v mvn >/dev/null || [ -f broker/.work/libs/.pom-sha256 ] || need_apt+=(maven)
 fi
 command -v npm >/dev/null || need_apt+=(npm)
-if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
-  need_apt+=(chromium)
+if [ "${1:-}" = "--browser" ]; then
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+  # /usr/sbin is not on every user's PATH, so look for Debian's binary by its path.
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_apt+=(nginx)
 fi
 
 [ ${#need_apt[@]} -eq 0 ] && exit 0

@@ -23,6 +23,7 @@ SETTINGS_MODULES = [
     "broker.settings",
     "simulator.settings",
     "dashboard.settings",
+    "dashboard.replicas_settings",
     "matcher.settings",
 ]
 

@@ -5,6 +5,7 @@
 // can be done from the keyboard: the shortcuts are in _bindKeys and on the page's ? sheet.
 
 import { io } from "socket.io-client";
+import { KafkaCluster } from "./cluster.js";
 import { Fleet, latitudeOf, longitudeOf } from "./fleet.js";
 import { FleetLayer } from "./layer.js";
 import { Layout } from "./layout.js";
@@ -52,6 +53,7 @@ class LivePage {
     this.card = new Card();
     this.riderCard = new RiderCard();
     this.shortcuts = new Shortcuts();
+    this.cluster = new KafkaCluster(document.getElementById("kafka-cluster"));
     this.layout = new Layout({
       panel: this.panel.root,
       cards: [this.card.root, this.riderCard.root],
