@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from broker.cluster import LocalCluster
+from broker.settings import BrokerSettings
 from tests.conftest import ARTIFACTS, ROOT, free_cluster_port, free_port
 from tests.stack import kafka_panel, panel_shows_down, panel_shows_whole
 from tests.test_dashboard import wait_until
@@ -52,15 +54,17 @@ class Demo:
 @pytest.fixture
 def tour_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], int, int]]:
     cluster_port, dashboard_port = free_cluster_port(3), free_port()
+    cluster_dir = tmp_path / "cluster"
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "BROKER_NODES", "MAKEFLAGS")},
         "BROKER_CLUSTER_PORT": str(cluster_port),
-        "BROKER_CLUSTER_DIR": str(tmp_path / "cluster"),
+        "BROKER_CLUSTER_DIR": str(cluster_dir),
         "DASHBOARD_PORT": str(dashboard_port),
     }
     yield env, cluster_port, dashboard_port
-    # Whatever happened, no node of this cluster outlives the test.
-    subprocess.run([".venv/bin/python", "-m", "broker", "stop"], cwd=ROOT, env=env, capture_output=True, timeout=90)
+    # Whatever happened, no node of this cluster outlives the test (and the session's broker is left alone:
+    # `python -m broker stop` would stop it too).
+    LocalCluster(BrokerSettings(cluster_port=cluster_port, cluster_dir=cluster_dir)).stop()
 
 
 @pytest.mark.cluster
