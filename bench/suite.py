@@ -12,6 +12,8 @@ Parts (each also runs alone as `python -m bench.<module>`, with more flags; see 
                                       tutorial dashboard as the comparison, in the same run
 - browser   bench/browser_fps.py      the map page in headless Chromium: fps, frame times, JS heap
 - viewers   bench/viewers.py          hundreds of viewers through nginx, spread over several dashboards
+- replay    bench/replay.py           a seek into an hour of history, 60x playback, replays beside a live fleet
+- track     bench/track_read.py       one driver's hour read back from an hour of the whole fleet
 
 Every part takes --quick, --json and, where it has them, --bootstrap-servers, --reps and --duration
 (bench/common.py's bench_parser); this suite hands each part the ones it has. Every part prints a table
@@ -33,7 +35,9 @@ from bench import (
     kafka_ceiling,
     matcher,
     pipeline,
+    replay,
     simulator_rate,
+    track_read,
     viewers,
 )
 from bus.clients import kafka_answers
@@ -50,6 +54,8 @@ PARTS: dict[str, ModuleType] = {
     "pipeline": pipeline,
     "browser": browser_fps,
     "viewers": viewers,
+    "replay": replay,
+    "track": track_read,
 }
 # The one part that never talks to Kafka (the dashboard's pure hot path).
 WITHOUT_KAFKA = {"state"}

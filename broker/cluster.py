@@ -65,6 +65,8 @@ class LocalCluster:
         return ",".join(node.bootstrap for node in self.nodes.values())
 
     def node(self, node_id: int) -> LocalBroker:
+        if not self.exists():
+            raise BrokerError(f"there is no local cluster in {self.root} yet: run `python -m broker start --nodes 3`")
         if node_id not in self.nodes:
             raise BrokerError(f"the local cluster has nodes 1 to {self.size}, not {node_id}")
         return self.nodes[node_id]
@@ -101,8 +103,6 @@ class LocalCluster:
 
     def start_node(self, node_id: int) -> StartResult:
         """Start one node of a cluster that was made before, and wait until it is a live broker again."""
-        if not self.exists():
-            raise BrokerError("there is no local cluster yet: run `python -m broker start --nodes 3` first")
         node = self.node(node_id)
         started = time.monotonic()
         self._write_node_cluster_id(node)

@@ -24,7 +24,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 
-from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect, ensure_topics
+from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, connect, ensure_topics
 from bus.intake import Record
 from fleet.decode import Refusal
 
@@ -53,7 +53,6 @@ DRAIN_INTERVAL_S = 0.25
 LINGER_MS = 100
 DELIVERY_TIMEOUT_MS = 30_000
 REQUEST_TIMEOUT_MS = 10_000  # kafka-python wants delivery >= linger + request timeout
-RECONNECT_BACKOFF_MAX_MS = 1000
 
 
 def dead_letter_topic(topic: str) -> str:

@@ -96,6 +96,12 @@ def one_driver(driver_id: str) -> Response:
     return json_response(body)
 
 
+@api.get("/api/replay/timeline")
+def replay_timeline() -> Response:
+    """The replay time bar: the time the driver topic still holds and its fixes per bucket (docs/api.md)."""
+    return json_response(dashboard().replays.timeline())
+
+
 @api.get("/api/riders")
 def list_riders() -> Response:
     """The rides on the map and the counts: the ``riders`` event without its Socket.IO envelope."""

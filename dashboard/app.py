@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,11 @@ from flask import Flask, request
 from flask_socketio import Namespace, SocketIO
 from flask_socketio import disconnect as close_client
 
-from dashboard import api, auth, page
+from dashboard import api, auth, page, share
 from dashboard.asyncmode import ASYNC_MODE
 from dashboard.service import Dashboard
 from dashboard.settings import DashboardSettings, host_name
+from fleet.replay import parse_control, parse_seek
 from fleet.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 socket_request: Any = request
 
 ROOT = Path(__file__).resolve().parent.parent
-# Clients send only `resync` (a few bytes): anything bigger is not our page.
+# Clients send `resync`, `live` and the replay events (tens of bytes): anything bigger is not our page.
 MAX_CLIENT_MESSAGE_BYTES = 1024
 MAX_REQUEST_BYTES = 16 * 1024
 # A client sending unknown events is closed each time; saying so once a minute is enough.
@@ -68,6 +70,7 @@ def create_app(settings: DashboardSettings | None = None) -> Flask:
     auth.init_app(app, settings.token)
     page.init_app(app, settings)
     app.register_blueprint(api.api)
+    app.register_blueprint(share.share)
     socketio.on_namespace(FleetEvents(service, settings.token))
     return app
 
@@ -85,15 +88,17 @@ def _allowed_origins(extra: tuple[str, ...]) -> Any:
 
 
 class FleetEvents(Namespace):
-    """The Socket.IO events of docs/api.md on the default namespace: ``connect``, ``disconnect`` and
-    ``resync``. Our page sends nothing else: a client sending any other event is not it, and is closed.
+    """The Socket.IO events of docs/api.md on the default namespace: ``connect``, ``disconnect``, ``resync``
+    and replay's ``replay``, ``replay_control`` and ``live``. Our page sends nothing else, and sends those
+    with the documented payloads: a client sending any other event, or a payload :mod:`fleet.replay` refuses,
+    is not it, and is closed.
 
     A class rather than decorated functions, so that every event name reaches :meth:`trigger_event`:
     with a ``"*"`` handler, a client's event literally named ``*`` reached it without its name (an
     IndexError inside Flask-SocketIO, found by tests/test_api_properties.py).
     """
 
-    EVENTS = ("connect", "disconnect", "resync")
+    EVENTS = ("connect", "disconnect", "resync", "replay", "replay_control", "live")
 
     def __init__(self, service: Dashboard, token: str) -> None:
         super().__init__("/")
@@ -123,10 +128,28 @@ class FleetEvents(Namespace):
         if self.socketio.server.manager.is_connected(socket_request.sid, socket_request.namespace):
             self.on_unknown("disconnect")  # the client's own event: a real disconnect is already under way
             return
+        self.service.replays.stop(socket_request.sid, live=False)  # its consumer freed at once
         self.service.push.remove(socket_request.sid)
 
     def on_resync(self, *_ignored: Any) -> None:
         self.service.push.request_snapshot(socket_request.sid)
+
+    def on_replay(self, *args: Any) -> None:
+        seek = parse_seek(args, time.time())
+        if seek is None:
+            self.on_unknown("replay (bad payload)")
+            return
+        self.service.replays.seek(socket_request.sid, seek)
+
+    def on_replay_control(self, *args: Any) -> None:
+        control = parse_control(args)
+        if control is None:
+            self.on_unknown("replay_control (bad payload)")
+            return
+        self.service.replays.control(socket_request.sid, control)
+
+    def on_live(self, *_ignored: Any) -> None:
+        self.service.replays.stop(socket_request.sid)
 
     def on_unknown(self, event: Any) -> None:
         suppressed = self.refusals.ready()

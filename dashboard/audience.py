@@ -24,6 +24,7 @@ class Client:
     needs_snapshot: bool = True
     snapshot_at: float = -math.inf  # monotonic time of its latest snapshot
     needs_riders: bool = True
+    held: bool = False  # replaying: gets only stats until it is back live
 
 
 @dataclass
@@ -65,6 +66,19 @@ class Audience:
         if client is not None:
             client.needs_snapshot = True
 
+    def hold(self, sid: str) -> None:
+        """The client replays the past: no live frames, snapshots or riders for it (stats still go)."""
+        client = self._clients.get(sid)
+        if client is not None:
+            client.held = True
+
+    def release(self, sid: str) -> None:
+        """The client is back live: a snapshot as soon as its rate allows, then frames again."""
+        client = self._clients.get(sid)
+        if client is not None:
+            client.held = False
+            client.needs_snapshot = client.needs_riders = True
+
     def plan(
         self, ready: set[str], now: float, frame: bool, stats: bool, riders_version: int | None = None
     ) -> Delivery:
@@ -74,6 +88,8 @@ class Audience:
         delivery = Delivery()
         if frame:
             for sid, client in self._clients.items():
+                if client.held:
+                    continue
                 if sid not in ready:
                     client.needs_snapshot = True  # it missed a frame: it starts over once it has drained
                     delivery.skipped += 1
@@ -81,7 +97,8 @@ class Audience:
                     delivery.positions.append(sid)
         for sid in ready:
             behind = self._clients.get(sid)
-            if behind is not None and behind.needs_snapshot and now - behind.snapshot_at >= self._snapshot_interval_s:
+            due = behind is not None and not behind.held and behind.needs_snapshot
+            if behind is not None and due and now - behind.snapshot_at >= self._snapshot_interval_s:
                 behind.needs_snapshot, behind.snapshot_at = False, now
                 behind.needs_riders = True  # the riders come with every snapshot
                 delivery.snapshot.append(sid)
@@ -99,7 +116,7 @@ class Audience:
                 client.needs_riders = True
         due = []
         for sid, client in self._clients.items():
-            if client.needs_riders and sid in ready:
+            if client.needs_riders and sid in ready and not client.held:
                 client.needs_riders = False  # a busy client keeps it due until it has drained
                 due.append(sid)
         return due

@@ -38,7 +38,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from bus.clients import BOOTSTRAP_TIMEOUT_MS, consume_until_stopped
+from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, consume_until_stopped
 from bus.deadletter import DeadLetterSink, DeadLetterStats
 from bus.intake import Record, Refusals, take
 from fleet.decode import Decoder, Refusal
@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 # (kafka-python's default) would show up as marker lag on a live map; 50 ms costs ~20 empty fetches a second.
 FETCH_MAX_WAIT_MS = 50
 POLL_TIMEOUT_MS = 100
-# After a broker restart, reconnect within a second instead of backing off up to 30 s.
-RECONNECT_BACKOFF_MAX_MS = 1000
 # How often end offsets are asked for: lag for the stats, and the proof that Kafka still answers.
 PROBE_INTERVAL_S = 1.0
 PROBE_TIMEOUT_MS = 2000

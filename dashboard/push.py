@@ -1,7 +1,7 @@
 """The Socket.IO sender: each tick's events encoded once and queued for the clients :mod:`dashboard.audience` names.
 
 Each frame is built and encoded once per tick and the same encoded parts are queued for every ready
-client (see :meth:`Push._emit` for why not through ``socketio.emit``). A client whose outgoing queue
+client (see :meth:`Push.send` for why not through ``socketio.emit``). A client whose outgoing queue
 still holds something when a frame is due skips that frame and gets a fresh snapshot once its queue
 has drained: Flask-SocketIO would otherwise queue every frame for a client that stopped reading,
 without bound (Flask-SocketIO issue #663). So a client costs the server at most the packets of one
@@ -90,18 +90,18 @@ class Push:
         if changes:
             self.seq += 1
             payload = frames.positions_payload(self.seq, now, changes.new, changes.changed, changes.gone)
-            self._emit("positions", payload, delivery.positions)
+            self.send("positions", payload, delivery.positions)
             self._metrics.frames.inc()
             self._metrics.push_latency.observe_many([now - d.timestamp for d in changes.changed])
             self._metrics.frames_skipped.inc(delivery.skipped)
         if delivery.snapshot:
             drivers = self._state.snapshot()
             payload = frames.snapshot_payload(drivers, self.seq, now, self._topic, self._state.stale_after_s)
-            self._emit("snapshot", payload, delivery.snapshot)
+            self.send("snapshot", payload, delivery.snapshot)
         if stats is not None:
-            self._emit("stats", stats, delivery.stats)
+            self.send("stats", stats, delivery.stats)
         if delivery.riders:
-            self._emit("riders", self.riders_payload(now), delivery.riders)
+            self.send("riders", self.riders_payload(now), delivery.riders)
 
     def riders_payload(self, now: float) -> dict[str, Any]:
         riders = riders_json(self._riders, now, EVENT_RIDES) if self._riders is not None else {}
@@ -109,6 +109,10 @@ class Push:
 
     def _ready_clients(self) -> set[str]:
         return {sid for sid in self.audience if self._outgoing_packets(sid) == 0}
+
+    def ready(self, sid: str) -> bool:
+        """Whether this client's outgoing queue has drained (a replay skips frames for it otherwise)."""
+        return self._outgoing_packets(sid) == 0
 
     def _outgoing_packets(self, sid: str) -> int:
         """Packets Engine.IO holds for this client and its writer has not taken yet.
@@ -121,7 +125,7 @@ class Push:
         socket = server.eio.sockets.get(eio_sid) if eio_sid is not None else None
         return socket.queue.qsize() if socket is not None else 0
 
-    def _emit(self, event: str, payload: dict[str, Any], sids: list[str]) -> None:
+    def send(self, event: str, payload: dict[str, Any], sids: list[str]) -> None:
         """Encode the event once, then queue it for each client as Engine.IO packets of its own.
 
         Not ``socketio.emit(to=sids)``: python-socketio hands the same Engine.IO packet objects to

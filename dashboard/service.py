@@ -21,7 +21,9 @@ from dashboard.kafka_view import kafka_view
 from dashboard.metadata import MetadataWatch
 from dashboard.metrics import DashboardMetrics
 from dashboard.push import Push
+from dashboard.replay import Replays
 from dashboard.settings import DashboardSettings
+from dashboard.tracks import TrackReads
 from fleet import decode, frames
 from fleet.riders import ACTIVE, Riders
 from fleet.rides import RideMatch, RideRequest
@@ -66,6 +68,16 @@ class Dashboard:
             settings.bootstrap_servers, tuple(dict.fromkeys(read)), settings.metadata_interval_s, socketio.sleep
         )
         self.push = Push(socketio, self.state, settings.topic, self.metrics, self.riders, self.ride_feed_json)
+        self.replays = Replays(
+            settings,
+            socketio.start_background_task,
+            socketio.sleep,
+            self.push.send,
+            self.push.ready,
+            self.push.audience.hold,
+            self.push.audience.release,
+        )
+        self.tracks = TrackReads(settings.bootstrap_servers, settings.topic, settings.track_reads, socketio.sleep)
         self.fixes_total = 0
         self.rider_sweep_failures = 0
         self._rider_failure_log = Throttle(LOG_INTERVAL_S * 6)
@@ -123,6 +135,7 @@ class Dashboard:
         self.feed.stop()
         self.ride_feed.stop()
         self.metadata.stop()
+        self.replays.stop_all()
 
     def disconnect_clients(self) -> None:
         """Close every Socket.IO connection (at shutdown: the web server waits for open ones)."""

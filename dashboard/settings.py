@@ -178,6 +178,19 @@ METADATA_INTERVAL_S = Setting(
     "for /api/kafka; looked at only while someone asked for it in the last 30 s.",
     positive_float,
 )
+MAX_REPLAYS = Setting(
+    "DASHBOARD_MAX_REPLAYS",
+    4,
+    "Most browsers replaying the past at once, each with a Kafka consumer of its own; the next is refused.",
+    positive_int,
+)
+TRACK_READS = Setting(
+    "DASHBOARD_TRACK_READS",
+    4,
+    "Most reads of the past from Kafka at once (driver tracks, exported maps), each with a consumer of its own; "
+    "the next gets 429.",
+    positive_int,
+)
 SECRET_KEY = Setting("SECRET_KEY", "", "Flask's secret key (unset: a random one per process).")
 DEAD_LETTER = Setting(
     "DASHBOARD_DEAD_LETTER",
@@ -204,6 +217,8 @@ class DashboardSettings(Settings):
     ride_match_topic: str = setting_field(RIDE_MATCH_TOPIC, "--match-topic", "NAME")
     rides_readback_s: float = setting_field(RIDES_READBACK_S, "--rides-readback-s", "SECONDS")
     metadata_interval_s: float = setting_field(METADATA_INTERVAL_S, "--metadata-interval-s", "SECONDS")
+    max_replays: int = setting_field(MAX_REPLAYS, "--max-replays", "N")
+    track_reads: int = setting_field(TRACK_READS, "--track-reads", "N")
     token: str = setting_field(TOKEN)  # never a flag: command lines are visible to every user of the machine
     cors_origins: tuple[str, ...] = setting_field(CORS_ORIGINS, "--cors-origins", "ORIGIN[,...]")
     allowed_hosts: tuple[str, ...] = setting_field(ALLOWED_HOSTS, "--allowed-hosts", "NAME[,...]")

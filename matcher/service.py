@@ -32,11 +32,10 @@ from wsgiref.simple_server import WSGIServer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import FencedInstanceIdError, KafkaError, ProducerFencedError, TransactionAbortedError
-from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
 from bus import transactions
-from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect, ensure_topics
+from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, connect, ensure_topics
 from bus.deadletter import (
     DLQ_MAX_MESSAGE_BYTES,
     DeadLetterSink,
@@ -45,6 +44,7 @@ from bus.deadletter import (
     send_dead_letter,
 )
 from bus.intake import Record, Refusals, take
+from bus.partitioning import key_partition
 from bus.runtime import claim_instance
 from fleet import decode
 from fleet.decode import Refusal
@@ -95,7 +95,7 @@ class FatalError(FleetError):
 @lru_cache(maxsize=4096)
 def partition_of(area: str, partitions: int) -> int:
     """The partition of ``ride-requests`` an area's requests land on (Kafka's default partitioner)."""
-    return (murmur2(area.encode("utf-8")) & 0x7FFFFFFF) % partitions
+    return key_partition(area.encode("utf-8"), partitions)
 
 
 @dataclass
@@ -263,7 +263,11 @@ class MatcherService:
         config = self.config
         servers = bootstrap_list(config.bootstrap_servers)
         try:
-            self._admin = KafkaAdminClient(bootstrap_servers=servers, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=servers,
+                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+            )
             topics = (config.driver_topic, config.request_topic, config.match_topic)
             ensure_topics(self.admin, dict.fromkeys(topics, config.partitions))
             ensure_dead_letter_topic(self.admin, config.request_topic)
@@ -274,6 +278,7 @@ class MatcherService:
                 enable_auto_commit=False,
                 max_poll_records=STATE_MAX_RECORDS,
                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             )
             self._request_consumer = KafkaConsumer(
                 bootstrap_servers=servers,
@@ -285,6 +290,7 @@ class MatcherService:
                 session_timeout_ms=SESSION_TIMEOUT_MS,
                 max_poll_records=REQUEST_MAX_RECORDS,
                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             )
             self.start_state_consumer()
         except KafkaError:
@@ -305,6 +311,7 @@ class MatcherService:
             max_block_ms=MAX_BLOCK_MS,
             max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
         try:
             producer.init_transactions()
@@ -536,7 +543,10 @@ class MatcherService:
         """Close the producer and start a new one with the same transactional id: its ``init_transactions``
         completes or aborts whatever the old one left open."""
         log.warning("%s; starting a new producer, which settles the open transaction", why)
-        self.producer.close(timeout=1)
+        try:
+            self.producer.close(timeout=1)
+        except KafkaError as e:  # measured: its flush times out when the broker just came back; it is dropped anyway
+            log.info("the old producer did not close cleanly (%s: %s)", type(e).__name__, e)
         self._producer = self.new_producer()
         if self._producer is None:  # stopped while Kafka was away
             self.stop.set()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect
+from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, connect
 from bus.intake import Record, Refusals, take
 from fleet import decode
 from fleet.decode import Refusal
@@ -52,6 +52,7 @@ def open_match_consumer(bootstrap: str, topic: str, stop: threading.Event) -> Ka
             isolation_level="read_committed",
             enable_auto_commit=False,
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
         try:
             numbers = consumer.partitions_for_topic(topic)

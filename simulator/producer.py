@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from bus.clients import BOOTSTRAP_TIMEOUT_MS, connect, ensure_topics
+from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, connect, ensure_topics
 from fleet.schema import Status, encode_fix, encode_key
 from fleet.settings import DRIVER_TOPIC, bootstrap_list
 from simulator.dispatch import Dispatch, RiderOptions, open_match_consumer
@@ -81,6 +81,7 @@ def prepare_topic(config: RunConfig, stop: threading.Event) -> bool:
             bootstrap_servers=bootstrap_list(config.bootstrap),
             client_id="simulator-admin",
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
         try:
             topics = {config.topic: config.partitions}
@@ -103,6 +104,7 @@ def open_producer(config: RunConfig, stop: threading.Event) -> KafkaProducer | N
             bootstrap_servers=bootstrap_list(config.bootstrap),
             client_id="simulator",
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             **config.producer.kafka_config(),
         )
         try:

@@ -12,6 +12,7 @@ import json
 import time
 import urllib.parse
 import warnings
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from dashboard.app import create_app
 from dashboard.settings import DashboardSettings
+from dashboard.tracks import ReadsBusy, ReadUnavailable, ScanResult
 from fleet import decode
 from fleet.decode import Refusal
 
@@ -82,9 +84,12 @@ def test_riders_health_and_metrics_answer_without_kafka(app):
         assert client.get("/metrics").status_code == 200
 
 
+EVENT_NAMES = ["resync", "live", "replay", "replay_control", "connect", "disconnect", "message", "*"]
+
+
 @settings(max_examples=100)
 @given(
-    st.one_of(texts, st.sampled_from(["resync", "connect", "disconnect", "message", "*"])),
+    st.one_of(texts, st.sampled_from(EVENT_NAMES)),
     st.lists(st.one_of(st.none(), st.integers(), texts, st.binary(max_size=64)), max_size=3),
 )
 def test_any_socketio_event_is_answered_or_closes_its_client_and_never_breaks_the_server(app, event, payload):
@@ -92,9 +97,91 @@ def test_any_socketio_event_is_answered_or_closes_its_client_and_never_breaks_th
     client = socketio.test_client(app)
     assert client.is_connected()
     client.emit(event, *payload)
-    assert client.is_connected() == (event == "resync"), "only resync is ours: anything else closes the client"
+    # resync and live take no payload (anything sent along is ignored); replay's events take exactly theirs
+    # (fleet/replay.py, property-tested in tests/test_replay.py), which these payloads never are.
+    ours = event in ("resync", "live")
+    assert client.is_connected() == ours, "anything else than our events and payloads closes the client"
     if client.is_connected():
         client.disconnect()
     healthy = socketio.test_client(app)
     assert healthy.is_connected(), "the server still takes new clients"
     healthy.disconnect()
+
+
+# ---- driver tracks and exported maps: Kafka's part is a stand-in that hands over one fix per key asked for
+
+
+def one_fix_per_read(bootstrap, plan, take, sleep):
+    """A read of ``plan`` that finds one fix of the driver asked for (of each odd id for the fleet), mid-window."""
+    at = (plan.since_ms + plan.until_ms) / 2000
+    keys = [plan.key] if plan.key is not None else [i.encode("utf-8", "surrogatepass") for i in ODD_IDS]
+    for key in keys:
+        body = {
+            "driver_id": key.decode("utf-8", "surrogatepass"),
+            "latitude": 40.7,
+            "longitude": -73.9,
+            "timestamp": at,
+        }
+        take(SimpleNamespace(key=key, value=json.dumps(body).encode(), offset=0, timestamp=int(at * 1000)))
+    return ScanResult([0], len(keys))
+
+
+@pytest.fixture(scope="module")
+def reads(app):
+    tracks = app.extensions["fleet_dashboard"].tracks
+    tracks.scan = one_fix_per_read
+    yield tracks
+    assert tracks.active == 0, "every read gave its slot back"
+
+
+times = st.one_of(st.none(), texts, st.floats(0, 2e9).map(str), st.sampled_from(["2026-12-01T18:00:00Z", "-1"]))
+
+
+@settings(max_examples=300)
+@given(st.one_of(texts, st.sampled_from(ODD_IDS)), times, times)
+def test_any_track_request_gets_a_track_or_a_400_as_whole_json(app, reads, driver_id, start, end):
+    path = "/api/drivers/" + urllib.parse.quote(driver_id.encode("utf-8", "surrogatepass"), safe="") + "/track"
+    query = {k: v.encode("utf-8", "surrogatepass") for k, v in (("from", start), ("to", end)) if v is not None}
+    with app.test_client() as client:
+        response = client.get(path + "?" + urllib.parse.urlencode(query))
+    body = assert_whole_json(response, {200, 400, 404})  # 404: an empty id, no route
+    if response.status_code == 200:
+        assert 0 < body["to"] - body["from"] <= 86400 and len(body["points"]) <= 1
+    else:
+        assert set(body) == {"error"} and body["error"]
+
+
+@settings(max_examples=100)
+@given(
+    st.one_of(st.none(), texts, st.sampled_from(ODD_IDS)), times, times, times, st.sampled_from([None, "0", "1", "2"])
+)
+def test_any_export_request_gets_a_file_or_a_400(app, reads, driver_id, start, end, at, inline):
+    fields = (("driver", driver_id), ("from", start), ("to", end), ("at", at), ("inline", inline))
+    query = {k: v.encode("utf-8", "surrogatepass") for k, v in fields if v is not None}
+    with app.test_client() as client:
+        response = client.get("/export/map.html?" + urllib.parse.urlencode(query))
+    if response.status_code == 200:
+        assert response.mimetype == "text/html"
+        disposition = response.headers["Content-Disposition"]
+        assert disposition.isascii() and disposition.startswith('attachment; filename="')
+        assert "<script>alert" not in response.get_data(as_text=True)
+    else:
+        assert set(assert_whole_json(response, {400})) == {"error"}
+
+
+@pytest.mark.parametrize(
+    ("error", "status"), [(ReadsBusy("4 reads under way"), 429), (ReadUnavailable("no Kafka"), 503)]
+)
+def test_too_many_reads_get_429_and_kafka_away_503(app, reads, error, status):
+    def failing(*_args):
+        raise error
+
+    reads.scan = failing
+    try:
+        with app.test_client() as client:
+            for path in ("/api/drivers/drv-1/track", "/export/map.html?driver=drv-1", "/export/map.html?at=1795645154"):
+                response = client.get(path)
+                assert assert_whole_json(response, {status})["error"] == str(error)
+                assert (response.headers.get("Retry-After") == "2") == (status == 429)
+    finally:
+        reads.scan = one_fix_per_read

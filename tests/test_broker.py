@@ -144,7 +144,7 @@ def test_kill_without_a_node_and_too_many_nodes_are_one_line_errors():
 def test_starting_one_node_of_a_cluster_never_made_says_how_to_make_it(tmp_path):
     result = run_broker_cli("start", "--node", "2", env={"BROKER_CLUSTER_DIR": str(tmp_path / "none")})
     assert result.returncode == 1
-    assert "there is no local cluster yet: run `python -m broker start --nodes 3` first" in result.stderr
+    assert "there is no local cluster in" in result.stderr and "run `python -m broker start --nodes 3`" in result.stderr
 
 
 def test_a_cluster_made_with_three_nodes_is_not_started_with_five(tmp_path):

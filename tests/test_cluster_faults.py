@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from bench.common import read_summary, simulator_commands
@@ -70,9 +69,9 @@ class Fleet:
 
     def __init__(self, bootstrap: str, name: str, dashboard: bool = True, matcher: bool = True) -> None:
         self.bootstrap = bootstrap
-        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
         self.name = name
-        self.topics = Topics.create(self.admin, f"fault-{name}")
+        with admin_client(bootstrap) as admin:
+            self.topics = Topics.create(admin, f"fault-{name}")
         self.dashboard: Process | None = None
         self.base = ""
         if dashboard:
@@ -105,11 +104,7 @@ class Fleet:
         self.simulator.popen.wait(timeout=timeout_s)
         summary = read_summary(self.simulator.log())
         assert summary is not None, f"the simulator printed no summary:\n{self.simulator.log()[-2000:]}"
-        wait_until(
-            lambda: committed_to_the_end(self.admin, self.bootstrap, self.topics.tag, self.topics.requests),
-            60,
-            "the matcher committed an answer to every request",
-        )
+        wait_until(self.all_requests_committed, 60, "the matcher committed an answer to every request")
         outcome = Outcome(summary)
         fixes = TopicReader(self.bootstrap, self.topics.drivers)
         for record in fixes.read_to_end():
@@ -124,11 +119,19 @@ class Fleet:
         answers.close()
         return outcome
 
+    def all_requests_committed(self) -> bool:
+        """Whether the matcher's group committed every request; asked with a fresh admin client each time, since
+        one from before a broker's restart may keep failing to find the group's coordinator."""
+        try:
+            with admin_client(self.bootstrap) as admin:
+                return committed_to_the_end(admin, self.bootstrap, self.topics.tag, self.topics.requests)
+        except KafkaError:
+            return False
+
     def stop(self) -> None:
         for process in (self.simulator, self.matcher, self.dashboard):
             if process is not None:
                 process.stop()
-        self.admin.close()
         # Fresh clients, tried again: one whose metadata dates from before a node came back may name a
         # controller it does not know (UnknownBrokerIdError).
         for attempt in range(3):

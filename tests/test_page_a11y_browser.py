@@ -64,17 +64,27 @@ CONTROLS = {
 }
 BOXES = """(controls) => {
   const found = [];
+  const panelBox = document.getElementById("panel").getBoundingClientRect();
   for (const [name, selector] of Object.entries(controls)) {
     const element = document.querySelector(selector);
     if (!element || !element.checkVisibility()) continue;
-    const box = element.getBoundingClientRect();
-    if (box.width > 0 && box.height > 0) found.push({ name, element, box });
+    const whole = element.getBoundingClientRect();
+    let box = whole;
+    // A part inside the panel is seen only through the panel (it scrolls): what lies outside it covers nothing.
+    if (element.id !== "panel" && element.closest("#panel")) {
+      const left = Math.max(box.left, panelBox.left);
+      const top = Math.max(box.top, panelBox.top);
+      const right = Math.min(box.right, panelBox.right);
+      const bottom = Math.min(box.bottom, panelBox.bottom);
+      box = { left, top, right, bottom, width: Math.max(0, right - left), height: Math.max(0, bottom - top) };
+    }
+    if (whole.width > 0 && whole.height > 0) found.push({ name, element, box, whole });
   }
   const overlaps = [];
   for (let i = 0; i < found.length; i += 1) {
     for (let j = i + 1; j < found.length; j += 1) {
       const [a, b] = [found[i], found[j]];
-      if (a.element.contains(b.element) || b.element.contains(a.element)) continue;
+      if (a.element.contains(b.element) || b.element.contains(a.element) || !a.box.width || !b.box.width) continue;
       const w = Math.min(a.box.right, b.box.right) - Math.max(a.box.left, b.box.left);
       const h = Math.min(a.box.bottom, b.box.bottom) - Math.max(a.box.top, b.box.top);
       if (w > 0.5 && h > 0.5) overlaps.push(`${a.name} and ${b.name} (${Math.round(w)} x ${Math.round(h)} px)`);
@@ -87,8 +97,8 @@ BOXES = """(controls) => {
     && box.right <= frame.right + 0.5 && box.bottom <= frame.bottom + 0.5;
   const screen = { left: 0, top: 0, right: innerWidth, bottom: innerHeight };
   const frame = panel.getBoundingClientRect();
-  const outside = found.filter(({ element, box }) => (head.contains(element) ? !within(box, frame)
-      : (element === panel || !panel.contains(element)) && !within(box, screen))).map(({ name }) => name);
+  const outside = found.filter(({ element, whole }) => (head.contains(element) ? !within(whole, frame)
+      : (element === panel || !panel.contains(element)) && !within(whole, screen))).map(({ name }) => name);
   const plus = document.querySelector(".leaflet-control-zoom-in").getBoundingClientRect();
   const hit = document.elementFromPoint(plus.left + plus.width / 2, plus.top + plus.height / 2);
   return { overlaps, outside, plusTappable: Boolean(hit && hit.closest(".leaflet-control-zoom-in")) };
@@ -299,7 +309,7 @@ def test_keyboard_alone_searches_chooses_follows_and_closes(dashboard, open_page
     # The drivers list: Tab reaches it once, arrows move through it, and it holds still meanwhile.
     page.keyboard.press("/")
     page.keyboard.press("Backspace")
-    for _ in range(6):
+    for _ in range(16):  # past the counts and the replay time bar's controls
         page.keyboard.press("Tab")
         if page.evaluate(active) == "driver-row":
             break

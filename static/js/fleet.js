@@ -47,6 +47,8 @@ export class Fleet {
     this.version = 0; // +1 whenever slots are added or removed
     // Off (prefers-reduced-motion), a driver jumps to each new fix instead of gliding to it.
     this.glide = true;
+    // Replayed seconds per real second: a replay at 4x glides between two fixes a second apart in 250 ms.
+    this.timeScale = 1;
     // Fix timestamps not drawn yet, for the fix-to-drawn latency.
     this.pending = new Float64Array(PENDING_CAPACITY);
     this.pendingCount = 0;
@@ -77,14 +79,14 @@ export class Fleet {
    * (before the first snapshot, or one the snapshot already holds), else whether frames were missed
    * (its seq is not the next, or a record's driver was never announced): then ask for a `resync`.
    */
-  takeFrame(seq, ids, gone, batch, now) {
+  takeFrame(seq, ids, gone, batch, now, measure = true) {
     if (this.seq === null || seq <= this.seq) return null;
     const missed = seq !== this.seq + 1;
     this.seq = seq;
     this.announce(ids);
     this.remove(gone);
     const unannounced = this.unannounced;
-    this.apply(batch, now);
+    this.apply(batch, now, null, measure);
     return missed || this.unannounced !== unannounced;
   }
 
@@ -202,7 +204,7 @@ export class Fleet {
   _glide(s, x, y, ts, now) {
     const here = this._here;
     this.positionAt(s, now, here);
-    const intervalMs = (ts - this.fixTs[s]) * 1000;
+    const intervalMs = ((ts - this.fixTs[s]) * 1000) / this.timeScale;
     if (intervalMs > MAX_GLIDE_MS || !this.glide) {
       this._place(s, x, y);
       return;
@@ -230,7 +232,7 @@ export class Fleet {
     this.t1[s] = now;
     this.vx[s] = fixTs > ts ? vx : 0;
     this.vy[s] = fixTs > ts ? vy : 0;
-    const interval = (fixTs - ts) * 1000;
+    const interval = ((fixTs - ts) * 1000) / this.timeScale;
     this.dur[s] = interval > 0 && interval <= MAX_GLIDE_MS ? interval : EXTRAPOLATE_MS;
   }
 

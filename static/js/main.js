@@ -11,11 +11,13 @@ import { FleetLayer } from "./layer.js";
 import { Layout } from "./layout.js";
 import { FrameRate, LatencyWindow } from "./meters.js";
 import { Card, Panel, RiderCard } from "./panel.js";
-import { STATUS_NAMES, VERSION, decodeRecords } from "./protocol.js";
+import { STATUS_NAMES, VERSION, decodeRecords, headingDegrees, speedKmh } from "./protocol.js";
+import { Replay, STEPS_S, Timebar } from "./replay.js";
 import { RiderPainter, Riders } from "./riders.js";
 import { Search } from "./search.js";
 import { Shortcuts } from "./shortcuts.js";
 import { Theme } from "./theme.js";
+import { DriverTrack } from "./track.js";
 
 // No frame for this long while connected: the badge says "stale".
 const STALE_CONNECTION_MS = 5000;
@@ -52,6 +54,7 @@ class LivePage {
     this.panel = new Panel();
     this.card = new Card();
     this.riderCard = new RiderCard();
+    this.track = new DriverTrack(map, () => this.serverNowS(), (bounds) => this._fitTrack(bounds));
     this.shortcuts = new Shortcuts();
     this.cluster = new KafkaCluster(document.getElementById("kafka-cluster"));
     this.layout = new Layout({
@@ -86,6 +89,8 @@ class LivePage {
     this.unsupported = false;
     this._here = new Float64Array(2);
     this.socket = this._connect();
+    this.replay = new Replay(this.socket, () => this._replayChanged());
+    this.timebar = new Timebar(this.replay, () => this.replay.now(performance.now()));
     this._nameMap();
     this._bindMap();
     this._bindPanel();
@@ -95,7 +100,10 @@ class LivePage {
     setInterval(() => this._everySecond(), SECOND_MS);
   }
 
+  // While replaying: the replayed time (stale marks, ages and counts follow it).
   serverNowS() {
+    const replayed = this.replay ? this.replay.now(performance.now()) : null;
+    if (replayed !== null) return replayed;
     return (epochMs() + this.serverOffsetMs) / 1000;
   }
 
@@ -111,6 +119,7 @@ class LivePage {
       this.connected = true;
       this.lastFrameAt = performance.now();
       this._showConnection();
+      if (this.replay) this.replay.reconnected(performance.now());
     });
     socket.on("disconnect", (reason) => {
       this.connected = false;
@@ -129,6 +138,7 @@ class LivePage {
     socket.on("positions", (payload) => this._onPositions(payload));
     socket.on("stats", (payload) => this._onStats(payload));
     socket.on("riders", (payload) => this._onRiders(payload));
+    socket.on("replay_refused", (payload) => this.replay.refused(payload || {}));
     return socket;
   }
 
@@ -147,8 +157,8 @@ class LivePage {
   }
 
   _onSnapshot(payload) {
-    if (!this._speaks(payload)) return;
-    this._clock(payload.t);
+    if (!this._speaks(payload) || !this.replay.accepts(payload)) return;
+    this._tookReplay(payload);
     const fleet = this.fleet;
     fleet.staleAfterS = payload.stale_after_s || fleet.staleAfterS;
     fleet.replace(payload.ids, decodeRecords(payload.data, payload.t0), payload.seq, performance.now());
@@ -158,12 +168,13 @@ class LivePage {
   }
 
   _onPositions(payload) {
-    if (!this._speaks(payload)) return;
+    if (!this._speaks(payload) || !this.replay.accepts(payload)) return;
     const batch = decodeRecords(payload.data, payload.t0);
-    const missed = this.fleet.takeFrame(payload.seq, payload.ids, payload.gone, batch, performance.now());
+    const live = !payload.replay; // a replayed fix's age says nothing of the pipeline's latency
+    const missed = this.fleet.takeFrame(payload.seq, payload.ids, payload.gone, batch, performance.now(), live);
     if (missed === null) return; // before a snapshot, or already in it
-    this._clock(payload.t);
-    if (missed && !this.resyncAsked) {
+    this._tookReplay(payload);
+    if (missed && live && !this.resyncAsked) {
       this.resyncAsked = true; // frames were missed: ask for the whole fleet once
       this.socket.emit("resync");
     }
@@ -172,17 +183,37 @@ class LivePage {
 
   _onStats(payload) {
     if (!this._speaks(payload)) return;
-    this._clock(payload.t);
+    if (!this.replay.active) this._clock(payload.t); // the stats stay live; the clock follows the replay
     this.panel.showStats(payload);
   }
 
   _onRiders(payload) {
-    if (!this._speaks(payload)) return;
+    if (!this._speaks(payload) || this.replay.active) return; // riders are not replayed
     this._clock(payload.t);
     this.riders.replace(payload);
     this.panel.showRiders(payload);
     if (this.riderCard.open) this._refreshRiderCard();
     document.body.dataset.riders = String(this.riders.list.length);
+  }
+
+  // A frame's clock: the server's time when live, the replayed time (and speed, for the glide) when replaying.
+  _tookReplay(payload) {
+    if (payload.replay) this.replay.took(payload.replay, performance.now());
+    else this._clock(payload.t);
+    this.fleet.timeScale = payload.replay ? payload.replay.speed : 1;
+  }
+
+  // Replay started, moved, paused or ended: the time bar, the badge, and riders hidden while replaying.
+  _replayChanged() {
+    this.timebar.update();
+    this._showConnection();
+    if (this.replay.active) {
+      this.riders.replace({ riders: [], counts: null });
+      this.panel.showRiders({ counts: {}, kafka: { error: "Riders are not replayed." } });
+      if (this.riderCard.open) this.deselectRider();
+    }
+    document.body.dataset.replay = this.replay.mode;
+    this.redraw = true;
   }
 
   _gotFrame() {
@@ -193,6 +224,11 @@ class LivePage {
 
   _showConnection() {
     if (!this.connected || this.unsupported) return;
+    if (this.replay && this.replay.active) {
+      this.panel.setConnection("replay", "replaying the past for this page only; Live returns to the live map");
+      this.panel.showBanner("");
+      return;
+    }
     const silent = performance.now() - this.lastFrameAt;
     if (silent > STALE_CONNECTION_MS) {
       this.panel.setConnection("stale", `connected, but no new positions for ${Math.round(silent / 1000)} s`);
@@ -243,11 +279,13 @@ class LivePage {
     this.map.eachLayer((layer) => {
       if (layer instanceof L.GridLayer && layer.options.className === "grid-background") layer.redraw();
     });
+    this.timebar.draw();
     this.redraw = true;
   }
 
   _everySecond() {
     this._showConnection();
+    this.timebar.update();
     this.panel.showMeters(this.latency.take(), this.frameRate.take(performance.now()));
     this._refreshPanel();
     const riders = this.riders.counts;
@@ -308,6 +346,7 @@ class LivePage {
     this.selectedId = driverId;
     this.redraw = true;
     this.card.show(driverId);
+    if (this.track.driverId !== driverId) this.track.forDriver(driverId);
     this._refreshCard();
     if (follow) this._follow(driverId, slot);
     return true;
@@ -317,6 +356,7 @@ class LivePage {
     this.selectedId = null;
     this.redraw = true;
     this.card.hide();
+    this.track.forDriver(null);
     this._unfollow();
     if (this.trail) {
       this.trail.remove();
@@ -362,6 +402,19 @@ class LivePage {
     this.map.flyTo(target, zoom, { duration: 1.0 });
   }
 
+  // A track just drawn: show all of it, clear of the card and the panel (the reader asked for the past: no following).
+  _fitTrack(bounds) {
+    this._unfollow();
+    const card = this.layout.compact ? 0 : this.card.root.offsetWidth + 16;
+    const panel = this.layout.bottomSheet || this.panel.collapsed ? 0 : this.panel.root.offsetWidth + 16;
+    this.map.fitBounds(bounds, {
+      paddingTopLeft: [40 + card, 40],
+      paddingBottomRight: [40 + panel, 40 + this.layout.sheetHeight],
+      maxZoom: 17,
+      animate: !this.lessMotion,
+    });
+  }
+
   _unfollow() {
     this.followId = null;
     this.flying = false;
@@ -385,6 +438,10 @@ class LivePage {
   async _refreshCard() {
     const driverId = this.card.driverId;
     if (driverId === null) return;
+    if (this.replay.active) {
+      this._fillCardFromReplay(driverId);
+      return;
+    }
     let details = null;
     try {
       // Same origin: the token's cookie, when there is one, goes with the request.
@@ -404,6 +461,31 @@ class LivePage {
     const slot = this.fleet.slotOf(driverId);
     this.card.age(this.serverNowS(), slot === undefined ? null : this.fleet.fixTs[slot]);
     this._drawTrail(details.trail || []);
+  }
+
+  // While replaying, the dashboard's API knows only the present: the card shows the replayed record.
+  _fillCardFromReplay(driverId) {
+    const slot = this.fleet.slotOf(driverId);
+    if (slot === undefined) {
+      this.card.note("This driver is not on the map at the replayed time.");
+      return;
+    }
+    const fleet = this.fleet;
+    this.card.fill({
+      status: STATUS_NAMES[fleet.status[slot]],
+      stale: fleet.stale[slot] === 1,
+      speed_kmh: speedKmh(fleet.speed[slot]),
+      heading: headingDegrees(fleet.heading[slot]),
+      partition: null,
+      offset: null,
+      timestamp: fleet.fixTs[slot],
+    });
+    this.card.age(this.serverNowS(), fleet.fixTs[slot]);
+    this.card.note("Replayed: partition and offset are shown live only.");
+    if (this.trail) {
+      this.trail.remove();
+      this.trail = null;
+    }
   }
 
   _drawTrail(points) {
@@ -443,8 +525,10 @@ class LivePage {
     map.on("click", (ev) => {
       const rider = this.riderPainter.riderAt(ev.containerPoint); // pins are drawn over the drivers
       const slot = rider === null ? this.layer.slotAt(ev.containerPoint) : -1;
+      const onTrack = rider === null && slot < 0 ? this.track.pointNear(ev.containerPoint) : -1; // its time
       if (rider !== null) this.selectRider(rider);
       else if (slot >= 0) this.select(this.fleet.ids[slot], false);
+      else if (onTrack >= 0) this.track.showTime(onTrack);
       else {
         if (this.card.open) this.deselect();
         if (this.riderCard.open) this.deselectRider();
@@ -494,9 +578,10 @@ class LivePage {
     });
   }
 
-  // `/` search, `f` follow the selected driver, `?` the shortcuts sheet (single keys, which the sheet can
-  // turn off), Escape closes what is open. Arrow keys belong to the search's matches, the drivers list
-  // (panel.js) and the map, wherever the focus is.
+  // `/` search, `f` follow the selected driver, `?` the shortcuts sheet, Space replay's play/pause, left and
+  // right arrows replay's steps (single keys, which the sheet can turn off), Escape closes what is open.
+  // Arrow keys belong to the search's matches, the drivers list (panel.js), the time bar's scrubber and the
+  // map, wherever the focus is; replay's steps take them only when none of those has the focus.
   _bindKeys() {
     document.addEventListener("keydown", (ev) => {
       if (this.shortcuts.open || ev.defaultPrevented) return; // the sheet is modal and closes itself on Escape
@@ -513,10 +598,26 @@ class LivePage {
         this.shortcuts.show();
       } else if ((ev.key === "f" || ev.key === "F") && single && !ev.shiftKey) {
         this._followSelected();
+      } else if (ev.key === " " && single && !this._interactive(ev.target)) {
+        ev.preventDefault();
+        this.replay.togglePlay(performance.now());
+      } else if ((ev.key === "ArrowLeft" || ev.key === "ArrowRight") && single && this._unfocused(ev.target)) {
+        ev.preventDefault();
+        const seconds = ev.shiftKey ? STEPS_S.large : STEPS_S.small;
+        this.replay.step(ev.key === "ArrowLeft" ? -seconds : seconds, performance.now());
       } else if (ev.key === "Escape") {
         this._escape(ev.target, typing);
       }
     });
+  }
+
+  // Space belongs to what has the focus when it is a control (a button, a box, the map's keyboard); arrows too.
+  _interactive(target) {
+    return target instanceof Element && target.closest("button, input, select, textarea, a, summary, .leaflet-container") !== null;
+  }
+
+  _unfocused(target) {
+    return !this._interactive(target) && !this.panel.list.contains(target);
   }
 
   _followSelected() {
@@ -547,6 +648,10 @@ class LivePage {
       flying: () => this.flying,
       selected: () => this.selectedId,
       trailPoints: () => (this.trail ? this.trail.getLatLngs().length : 0),
+      /** The selected driver's track: points held, coloured runs drawn, container pixels of point i. */
+      trackPoints: () => this.track.points.length,
+      trackLines: () => this.track.lines,
+      trackPointAt: (i) => this.track.pointAt(i),
       /** Container pixels where a driver was drawn in the last frame, or null. */
       drawnAt: (driverId) => {
         const slot = this.fleet.slotOf(driverId);
@@ -568,6 +673,13 @@ class LivePage {
       gliding: () => this.fleet.glide,
       /** Where the panel is: "bottom" (a phone's sheet), "side"; and whether the legend and cards are in it. */
       layout: () => ({ sheet: this.layout.bottomSheet ? "bottom" : "side", compact: this.layout.compact }),
+      /** "live", "seeking" or "replay"; the replayed epoch seconds (null when live), speed and whether it plays. */
+      replay: () => ({
+        mode: this.replay.mode,
+        t: this.replay.now(performance.now()),
+        speed: this.replay.speed,
+        playing: this.replay.playing,
+      }),
     });
   }
 }

@@ -19,6 +19,7 @@ const BADGE_TEXT = Object.freeze({
   reconnecting: "reconnecting",
   refused: "refused",
   unsupported: "unsupported",
+  replay: "replay",
 });
 const COMPASS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
 const OUTCOMES = Object.freeze({

@@ -22,7 +22,7 @@ export class Shortcuts {
     });
   }
 
-  /** Whether `/`, `f` and `?` act (the reader may turn them off). */
+  /** Whether `/`, `f`, `?`, Space and the replay arrows act (the reader may turn them off). */
   get enabled() {
     return this.enabledBox.checked;
   }
