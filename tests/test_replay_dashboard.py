@@ -11,9 +11,10 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import requests
 import socketio
-from kafka import KafkaProducer
+from kafka import KafkaProducer, TopicPartition
 
 from fleet.frames import FleetView
 from fleet.schema import Fix, encode_fix
@@ -243,3 +244,31 @@ def test_the_fifth_replay_is_refused_with_the_reason_and_a_freed_slot_serves_it(
     finally:
         for client in replaying:
             client.close()
+
+
+def test_a_topic_whose_oldest_records_retention_deleted_replays_from_what_it_still_holds(
+    kafka_bootstrap,
+    kafka_admin,
+    make_topic,
+    dashboard,  # noqa: F811
+):
+    topic = make_topic("retained", partitions=1)
+    base = math.floor(time.time()) - 900.0
+    produce(kafka_bootstrap, topic, history(base))
+    # What retention does: the log's start moves past the first minute (6 fixes a second).
+    kafka_admin.delete_records({TopicPartition(topic, 0): 60 * DRIVERS}, timeout_ms=10_000)
+    url = dashboard(kafka_bootstrap, topic, DASHBOARD_READBACK_S="0")
+
+    timeline = requests.get(url + "/api/replay/timeline", timeout=10).json()
+    assert timeline["start"] == pytest.approx(base + 60, abs=0.5), "the time bar starts at the oldest record left"
+    assert sum(timeline["counts"]) == (SECONDS - 60) * DRIVERS
+
+    client = ReplayClient(url)
+    try:
+        client.seek(base + 30.0, speed=16, playing=True)  # a moment whose records are gone
+        wait_until(lambda: client.first is not None, 10, "the first replay frame")
+        assert client.first == {}, "nothing at or before a deleted moment is shown"
+        wait_until(lambda: len(client.drivers()) == DRIVERS, 15, "the oldest records left play")
+        assert all(ts >= base + 60 for _, _, ts in client.drivers().values())
+    finally:
+        client.close()
