@@ -6,14 +6,16 @@ no other consumer notices it). A seek to T asks ``offsets_for_times`` where T mi
 itself fall in each partition, reads that range into a :class:`fleet.replay.Lookback`, sends the fleet as it
 was at T as a ``snapshot``, then plays on: every tick it hands the records the :class:`fleet.replay.ReplayClock`
 has reached to a :class:`fleet.state.FleetState` of its own and sends what changed as a ``positions`` frame,
-the same binary frames as live (:mod:`fleet.frames`) with a ``replay`` field added. The browser leaves the
-live audience meanwhile (:meth:`dashboard.audience.Audience.hold`): other browsers stay live.
+the same binary frames as live (:mod:`fleet.frames`) with a ``replay`` field added. Riders replay too
+(:class:`RideReplay`): a second consumer reads ``ride-requests`` and ``ride-matches`` read_committed from
+:data:`fleet.replay.RIDES_LOOKBACK_S` before T, and a ``riders`` event with the ``replay`` field follows every
+snapshot and every change. The browser leaves the live audience meanwhile
+(:meth:`dashboard.audience.Audience.hold`): other browsers stay live.
 
 Bounded: at most ``DASHBOARD_MAX_REPLAYS`` sessions, each buffering at most :data:`MAX_BUFFERED` records (it
 stops polling while every partition is far enough ahead of the replay clock), each skipping frames its browser
 cannot take yet and sending a snapshot once it can, like live. Never blocking eventlet's hub: kafka-python's sockets are
 green under monkey patching, polls are small and short, and the loop sleeps with ``socketio.sleep``.
-Riders are not replayed (only ``driver-location``): the page says so.
 """
 
 from __future__ import annotations
@@ -29,15 +31,18 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from bus.clients import BOOTSTRAP_TIMEOUT_MS
+from dashboard.push import EVENT_RIDES
 from dashboard.settings import DashboardSettings
 from fleet import decode, frames
-from fleet.decode import Refusal
+from fleet.decode import Decoder, Refusal
 from fleet.replay import (
+    RIDES_LOOKBACK_S,
     Control,
     KafkaRecord,
     Lookback,
     Playback,
     ReplayClock,
+    RidePlayback,
     Seek,
     bucket_edges,
     first_timestamp,
@@ -45,12 +50,18 @@ from fleet.replay import (
     newest_per_key,
     seek_offsets,
 )
+from fleet.riders import riders_json
+from fleet.rides import RideMatch, RideRequest
 from fleet.state import FleetState
 
 log = logging.getLogger(__name__)
 
 # Records buffered ahead of the replay clock, at most: 60x of 1,000 drivers is 60,000 fixes a second.
 MAX_BUFFERED = 50_000
+# Ride requests and answers buffered ahead, at most (a busy city asks a few a second).
+MAX_RIDES_BUFFERED = 20_000
+# The riders' counts age with the replayed time: the page hears them at least this often (real seconds).
+RIDERS_EVERY_S = 1.0
 # A partition is read ahead of the replay clock by this many real seconds at the replay's speed, no further.
 LEAD_S = 1.5
 POLL_RECORDS = 2000
@@ -176,6 +187,9 @@ class ReplaySession:
         self.needs_snapshot = False
         self.refused = 0
         self._tps: list[TopicPartition] = []
+        self.rides: RideReplay | None = None  # made with the consumers, in run()
+        self._riders_sent_at = -math.inf
+        self._riders_version = -1
 
     def request(self, seek: Seek) -> None:
         self._pending = seek  # the green thread takes the latest: a scrub sends many, only the last one counts
@@ -198,6 +212,7 @@ class ReplaySession:
         consumer = None
         try:
             consumer = self._new_consumer()
+            self.rides = RideReplay(self.settings, self._new_consumer(isolation_level="read_committed"))
             self._loop(consumer)
         except Exception as e:  # Kafka away, or a bug: this browser's replay ends, the dashboard goes on
             log.warning("a replay ended: %s: %s", type(e).__name__, e)
@@ -208,15 +223,18 @@ class ReplaySession:
         finally:
             if consumer is not None:
                 consumer.close(autocommit=False)
+            if self.rides is not None:
+                self.rides.close()
 
     def _replay_id(self) -> int:
         seek = self._pending or self.seek_
         return seek.id if seek is not None else 0
 
-    def _new_consumer(self) -> KafkaConsumer:
+    def _new_consumer(self, isolation_level: str = "read_uncommitted") -> KafkaConsumer:
         return KafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers.split(","),
             client_id="dashboard-replay",
+            isolation_level=isolation_level,
             group_id=None,  # no group: nothing committed, no other consumer sees this one
             enable_auto_commit=False,
             auto_offset_reset="latest",
@@ -279,6 +297,8 @@ class ReplaySession:
         self.state = self._new_state()
         self.clock = None
         self._pending_control = None
+        assert self.rides is not None
+        self.rides.seek(seek.t)
         log.debug("replay seek to %.3f: %d records to look back on", seek.t, sum(splits[p] - starts[p] for p in starts))
 
     def _offsets_for(self, consumer: KafkaConsumer, timestamp_ms: int) -> dict[int, int | None]:
@@ -286,10 +306,11 @@ class ReplaySession:
         return {tp.partition: (found[tp].offset if found.get(tp) is not None else None) for tp in self._tps}
 
     def _look_back(self, consumer: KafkaConsumer) -> None:
-        lookback = self.lookback
-        assert lookback is not None and self.seek_ is not None
+        lookback, rides = self.lookback, self.rides
+        assert lookback is not None and self.seek_ is not None and rides is not None
         positions = {tp.partition: consumer.position(tp, timeout_ms=KAFKA_TIMEOUT_MS) for tp in self._tps}
-        if lookback.done(positions):
+        rides_done = rides.looked_back()
+        if lookback.done(positions) and rides_done:
             self._start_playing(lookback, self.seek_)
             return
         if time.monotonic() > self._lookback_until:
@@ -308,6 +329,7 @@ class ReplaySession:
         self.lookback = None
         self.clock = ReplayClock(seek.t, time.monotonic(), seek.speed, seek.playing)
         self.needs_snapshot = True
+        self._riders_version = -1
         self._tick(time.monotonic(), sweep=False)
 
     # ---- playing
@@ -324,6 +346,8 @@ class ReplaySession:
 
         Whole polls, not pause() per partition (see :meth:`_look_back`): a partition ahead of the others fills
         the buffer up to its bound at most."""
+        assert self.rides is not None
+        self.rides.read_ahead()
         deadline = time.monotonic() + READ_BUDGET_S
         timeout_ms = min(POLL_TIMEOUT_MS, int(wait_s * 1000))
         while self._wants_records():
@@ -346,10 +370,11 @@ class ReplaySession:
         return not (horizons and all(h is not None and h >= wanted_until for h in horizons))
 
     def _tick(self, mono: float, sweep: bool) -> None:
-        clock = self.clock
-        assert clock is not None and self.seek_ is not None
+        clock, rides = self.clock, self.rides
+        assert clock is not None and self.seek_ is not None and rides is not None
         t = clock.now(mono, time.time())
         self._apply(newest_per_key(self.playback.due(t)), t)
+        rides.play(t, self.state.trail_of, sweep)
         if sweep:
             self.state.sweep(t)
         changes = self.state.take_changes()
@@ -357,7 +382,8 @@ class ReplaySession:
             self.needs_snapshot = self.needs_snapshot or bool(changes)  # it missed a frame: a snapshot once drained
             return
         replay = {"id": self.seek_.id, "t": t, "speed": clock.speed, "playing": clock.playing}
-        if self.needs_snapshot:
+        snapshot = self.needs_snapshot
+        if snapshot:
             self.needs_snapshot = False
             drivers = self.state.snapshot()
             payload = frames.snapshot_payload(drivers, self.seq, t, self.settings.topic, self.state.stale_after_s)
@@ -366,6 +392,10 @@ class ReplaySession:
             self.seq += 1
             payload = frames.positions_payload(self.seq, t, changes.new, changes.changed, changes.gone)
             self._send("positions", {**payload, "replay": replay}, [self.sid])
+        riders_version = rides.playback.riders.version
+        if snapshot or riders_version != self._riders_version or mono - self._riders_sent_at >= RIDERS_EVERY_S:
+            self._riders_version, self._riders_sent_at = riders_version, mono
+            self._send("riders", {**rides.payload(t), "replay": replay}, [self.sid])
 
     def _apply(self, records: list[KafkaRecord], t: float) -> None:
         """Decode and apply records to this replay's fleet, as heard at replayed time ``t``."""
@@ -378,6 +408,97 @@ class ReplaySession:
             else:
                 fixes.append((fix, record.partition, record.offset))
         self.state.apply_batch(fixes, t)
+
+
+class RideReplay:
+    """The riders of one replay: a read_committed consumer of its own over ``ride-requests`` and ``ride-matches``
+    (every partition by manual assignment, no group), read from :data:`fleet.replay.RIDES_LOOKBACK_S` before the
+    sought time into a :class:`fleet.replay.RidePlayback`. Ride topics that do not exist (no matcher ever ran)
+    replay as no riders."""
+
+    def __init__(self, settings: DashboardSettings, consumer: KafkaConsumer) -> None:
+        self.topics = (settings.ride_request_topic, settings.ride_match_topic)
+        self._consumer = consumer
+        self._decoders: dict[str, Decoder[RideRequest] | Decoder[RideMatch]] = {
+            settings.ride_request_topic: decode.REQUESTS,
+            settings.ride_match_topic: decode.MATCHES,
+        }
+        self._tps: list[TopicPartition] = []
+        self._splits: dict[TopicPartition, int] = {}
+        self.playback = RidePlayback(MAX_RIDES_BUFFERED)
+        self.refused = 0
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+    def seek(self, t: float) -> None:
+        """Every ride partition to the look-back before ``t``; the riders start over."""
+        consumer = self._consumer
+        self._tps = [
+            TopicPartition(topic, partition)
+            for topic in self.topics
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(self._tps)
+        self.playback = RidePlayback(MAX_RIDES_BUFFERED)
+        if not self._tps:
+            self._splits = {}
+            return
+        beginnings = consumer.beginning_offsets(self._tps, timeout_ms=KAFKA_TIMEOUT_MS)
+        ends = consumer.end_offsets(self._tps, timeout_ms=KAFKA_TIMEOUT_MS)  # read_committed: the stable end
+        starts = seek_offsets(self._offsets_for(int((t - RIDES_LOOKBACK_S) * 1000)), beginnings, ends)
+        self._splits = seek_offsets(self._offsets_for(math.floor(t * 1000) + 1), beginnings, ends)
+        for tp in self._tps:
+            consumer.seek(tp, starts[tp])
+
+    def _offsets_for(self, timestamp_ms: int) -> dict[TopicPartition, int | None]:
+        found = self._consumer.offsets_for_times(dict.fromkeys(self._tps, timestamp_ms), timeout_ms=KAFKA_TIMEOUT_MS)
+        return {tp: (found[tp].offset if found.get(tp) is not None else None) for tp in self._tps}
+
+    def looked_back(self) -> bool:
+        """Whether every request and answer up to the sought time is in; if not, read some more."""
+        consumer = self._consumer
+        if all(consumer.position(tp, timeout_ms=KAFKA_TIMEOUT_MS) >= split for tp, split in self._splits.items()):
+            return True
+        self._poll(POLL_TIMEOUT_MS)
+        return False
+
+    def read_ahead(self) -> None:
+        """What is there already, while the buffer has room: rides are few next to fixes."""
+        if self._tps and not self.playback.full:
+            self._poll(0)
+
+    def _poll(self, timeout_ms: int) -> None:
+        now = time.time()
+        records = self._consumer.poll(timeout_ms=timeout_ms, max_records=POLL_RECORDS)
+        for tp, partition_records in records.items():
+            decoder = self._decoders[tp.topic]
+            for record in partition_records:
+                message = decoder(record.key, record.value, now)
+                if isinstance(message, Refusal):
+                    self.refused += 1  # the live ride feed counted and dead-lettered it already
+                else:
+                    self.playback.add(record.timestamp, message)
+
+    def play(self, t: float, track: Callable[[str], list[list[float]]], sweep: bool) -> None:
+        """The riders as at replayed time ``t``: requests and answers due, pick-ups from the replayed fixes."""
+        riders = self.playback.riders
+        self.playback.apply_due(t)
+        if sweep:
+            riders.check_pickups(track, t)
+            riders.sweep(t)
+
+    def payload(self, t: float) -> dict[str, Any]:
+        """The ``riders`` event as live sends it, for replayed time ``t``."""
+        missing = [topic for topic in self.topics if not any(tp.topic == topic for tp in self._tps)]
+        return {
+            "v": frames.VERSION,
+            "t": t,
+            **riders_json(self.playback.riders, t, EVENT_RIDES),
+            "invalid": {},
+            "invalid_total": 0,
+            "kafka": {"topics": list(self.topics), "connected": True, "missing": missing, "error": None},
+        }
 
 
 def _by_partition(offsets: dict[TopicPartition, int]) -> dict[int, int]:

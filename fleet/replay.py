@@ -12,6 +12,8 @@ everything it decides is here, without I/O and with the clock passed in:
 - :class:`Playback`: the records still to play, per partition in offset order, handed out as the replay
   clock reaches their timestamps; records whose timestamps run backwards past the sought time are dropped;
 - :class:`ReplayClock`: replayed time at a speed, paused or playing, never past the present;
+- :class:`RidePlayback`: the ride requests and answers of a replay, applied to its own
+  :class:`fleet.riders.Riders` in timestamp order as the replay clock reaches them;
 - :func:`histogram`: fixes per time bucket from offsets at the bucket edges, summed over partitions.
 
 Replay time is the **Kafka record timestamp** (CreateTime, milliseconds): the only time Kafka indexes
@@ -20,11 +22,15 @@ Replay time is the **Kafka record timestamp** (CreateTime, milliseconds): the on
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from fleet.riders import WAITING_MAX_S, Riders
+from fleet.rides import RideMatch, RideRequest
 
 SPEEDS = (1, 2, 4, 16, 60)
 # A replay id is the client's counter (it ignores frames of an older seek); bounded so it fits a JS number exactly.
@@ -32,6 +38,11 @@ MAX_REPLAY_ID = 2**31 - 1
 # Seeking before 2000 or into the future is a broken or hostile client, not a reader of the time bar.
 EARLIEST_SEEK_S = 946_684_800.0
 FUTURE_SLACK_S = 5.0
+# Rides are read back from this long before the sought time: a request still unanswered after it is not shown
+# live either (fleet.riders), so the riders at T are those a dashboard started this long before T would show.
+RIDES_LOOKBACK_S = WAITING_MAX_S
+
+K = TypeVar("K")
 
 
 class KafkaRecord(Protocol):
@@ -105,9 +116,7 @@ def parse_control(args: Sequence[Any]) -> Control | None:
     return Control(replay_id, speed, playing)
 
 
-def seek_offsets(
-    found: Mapping[int, int | None], beginnings: Mapping[int, int], ends: Mapping[int, int]
-) -> dict[int, int]:
+def seek_offsets(found: Mapping[K, int | None], beginnings: Mapping[K, int], ends: Mapping[K, int]) -> dict[K, int]:
     """Per partition, where to start: ``offsets_for_times``' offset, the live end where it found none (the time
     is past the partition's last record), and never outside what the partition holds now (retention may have
     deleted the start meanwhile)."""
@@ -199,6 +208,51 @@ class Playback:
         """Epoch seconds of the newest record buffered for ``partition``, None when none is."""
         queue = self.queues.get(partition)
         return queue[-1].timestamp / 1000.0 if queue else None
+
+
+class RidePlayback:
+    """The ride requests and answers of one replay, in record-timestamp order across both topics and every
+    partition, applied to ``riders`` as the replay clock reaches them.
+
+    Fed from :data:`RIDES_LOOKBACK_S` before the sought time; once everything up to that time is in,
+    ``apply_due(t)`` leaves ``riders`` as they stood at ``t``, and each later call plays on. Whether a ride was
+    picked up is the replay's own finding, from the replayed fixes (:meth:`fleet.riders.Riders.check_pickups`),
+    as live: a ride picked up before the look-back window of the fixes shows en route, as it would on a
+    dashboard started at the sought time. Bounded: :meth:`add` is False when ``max_buffered`` are waiting.
+    """
+
+    def __init__(self, max_buffered: int) -> None:
+        self.riders = Riders()
+        self.max_buffered = max_buffered
+        self._heap: list[tuple[int, int, RideRequest | RideMatch]] = []
+        self._arrived = 0  # ties in timestamp keep the order read
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    @property
+    def full(self) -> bool:
+        return len(self._heap) >= self.max_buffered
+
+    def add(self, timestamp_ms: int, message: RideRequest | RideMatch) -> bool:
+        if self.full:
+            return False
+        self._arrived += 1
+        heapq.heappush(self._heap, (timestamp_ms, self._arrived, message))
+        return True
+
+    def apply_due(self, t: float) -> int:
+        """Apply every message timestamped at or before ``t`` (epoch seconds); how many were."""
+        until_ms = t * 1000.0
+        applied = 0
+        while self._heap and self._heap[0][0] <= until_ms:
+            _, _, message = heapq.heappop(self._heap)
+            if isinstance(message, RideRequest):
+                self.riders.add_request(message, t)
+            else:
+                self.riders.add_match(message)
+            applied += 1
+        return applied
 
 
 def newest_per_key(records: Iterable[KafkaRecord]) -> list[KafkaRecord]:

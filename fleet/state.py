@@ -131,6 +131,11 @@ class FleetState:
     def get(self, driver_id: str) -> TrackedDriver | None:
         return self._drivers.get(driver_id)
 
+    def trail_of(self, driver_id: str) -> list[list[float]]:
+        """Where ``driver_id`` has been lately, ``[[lat, lon, timestamp], ...]`` oldest first; [] if unknown."""
+        driver = self._drivers.get(driver_id)
+        return driver.trail_points() if driver is not None else []
+
     def apply(self, fix: Fix, partition: int, offset: int, now: float) -> bool:
         """Take one fix heard at epoch ``now``; False when it is not newer than the one held."""
         return self.apply_batch(((fix, partition, offset),), now) == 1

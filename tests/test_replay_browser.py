@@ -53,7 +53,7 @@ def test_one_page_replays_and_scrubs_while_another_stays_live_then_goes_live_aga
     page.wait_for_function("() => document.body.dataset.connection === 'replay'")
     assert page.text_content("#badge") == "replay"
     assert page.text_content("#timebar-status").startswith("Replaying ")
-    assert "Riders are not replayed" in page.text_content("#timebar-note")
+    assert page.text_content("#subtitle-mode") == "replaying"
     replayer.screenshot("replay-1280x800")
 
     # Search and follow work on the replayed fleet; the details say what they show.
@@ -92,10 +92,11 @@ def test_one_page_replays_and_scrubs_while_another_stays_live_then_goes_live_aga
     rate = (replay_state(replayer)["t"] - before) / (time.monotonic() - started)
     assert 3.0 <= rate <= 5.0, f"{rate:.2f} replayed seconds a second at 4x"
 
-    # Live again: live frames, the live badge, riders back.
+    # Live again: live frames, the live badge and title.
     page.click("#replay-live")
     page.wait_for_function("() => fleetDebug.replay().mode === 'live'")
     page.wait_for_function("() => document.body.dataset.connection === 'live'", timeout=5000)
+    assert page.text_content("#subtitle-mode") == "live"
     held = held_by(dashboard)  # held, not drawn: following zoomed the map in on one driver
     page.wait_for_function("n => fleetDebug.drivers() === n", arg=held, timeout=10000)
     assert replayer.errors == [] and live.errors == []

@@ -17,6 +17,7 @@ import socketio
 from kafka import KafkaProducer, TopicPartition
 
 from fleet.frames import FleetView
+from fleet.rides import MATCHED, NO_DRIVER, RideMatch, RideRequest, encode_match, encode_request, match_key
 from fleet.schema import Fix, encode_fix
 from tests.test_dashboard import dashboard, wait_until  # noqa: F401 - dashboard is a fixture
 
@@ -33,12 +34,14 @@ class ReplayClient:
         self.frames: list[tuple[float, dict[str, Any]]] = []  # (monotonic arrival, the event's replay field)
         self.first: dict[str, tuple[float, float, float]] | None = None  # the fleet of the first replay snapshot
         self.refusals: list[dict[str, Any]] = []
+        self.riders: dict[str, Any] | None = None  # the latest riders event of the latest replay
         self.live_frames = 0
         self.replay_id = 0
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("snapshot", self._snapshot)
         self.sio.on("positions", self._positions)
         self.sio.on("replay_refused", self.refusals.append)
+        self.sio.on("riders", self._riders)
         self.sio.connect(base, wait_timeout=10)
 
     def seek(self, t: float, speed: int = 1, playing: bool = True) -> None:
@@ -73,6 +76,17 @@ class ReplayClient:
             if self._ours(payload) and self.first is not None:
                 self.view.on_positions(payload)
                 self.frames.append((time.monotonic(), payload["replay"]))
+
+    def _riders(self, payload: dict[str, Any]) -> None:
+        with self.lock:
+            replay = payload.get("replay")
+            if replay is not None and replay["id"] == self.replay_id:
+                self.riders = payload
+
+    def rides(self) -> dict[str, str]:
+        """Request id to state, of the latest replayed riders event."""
+        with self.lock:
+            return {r["id"]: r["state"] for r in (self.riders or {}).get("riders", [])}
 
     def _drivers(self) -> dict[str, tuple[float, float, float]]:
         return {k: (r.latitude, r.longitude, r.timestamp) for k, r in self.view.by_driver_id().items()}
@@ -270,5 +284,69 @@ def test_a_topic_whose_oldest_records_retention_deleted_replays_from_what_it_sti
         assert client.first == {}, "nothing at or before a deleted moment is shown"
         wait_until(lambda: len(client.drivers()) == DRIVERS, 15, "the oldest records left play")
         assert all(ts >= base + 60 for _, _, ts in client.drivers().values())
+    finally:
+        client.close()
+
+
+def test_riders_replay_as_they_stood_at_the_sought_time_and_play_on(kafka_bootstrap, make_topic, dashboard):  # noqa: F811
+    requests_topic, matches_topic = make_topic("requests", partitions=2), make_topic("matches", partitions=2)
+    topic = make_topic("drivers", partitions=2)
+    base = math.floor(time.time()) - 900.0
+    produce(kafka_bootstrap, topic, history(base))
+    point = (40.75, -73.99)
+
+    def request(rid: str, at: float) -> tuple[bytes, bytes, float]:
+        return b"cell", encode_request(RideRequest(rid, "rider-" + rid, *point, base + at)), base + at
+
+    def answer(rid: str, requested: float, at: float, driver: str | None) -> tuple[bytes, bytes, float]:
+        outcome = MATCHED if driver else NO_DRIVER
+        extra = {
+            "driver_id": driver,
+            "distance_m": 800.0,
+            "eta_s": 120,
+            "driver_latitude": 40.7,
+            "driver_longitude": -74.0,
+        }
+        extra = extra if driver else {}
+        match = RideMatch(rid, "rider-" + rid, outcome, base + at, base + requested, *point, **extra)
+        return match_key(rid), encode_match(match), base + at
+
+    requested = [request(rid, at) for rid, at in (("matched", 40), ("none", 45), ("waiting", 55), ("later", 62))]
+    kafka = KafkaProducer(bootstrap_servers=kafka_bootstrap.split(","))
+    for key, value, at in requested:
+        kafka.send(requests_topic, key=key, value=value, timestamp_ms=round(at * 1000))
+    kafka.flush()
+    kafka.close()
+    answers = KafkaProducer(bootstrap_servers=kafka_bootstrap.split(","), transactional_id=f"test-{topic}")
+    answers.init_transactions()
+    for committed, (key, value, at) in (
+        (True, answer("matched", 40, 50, "drv-1")),
+        (True, answer("none", 45, 48, None)),
+        (False, answer("waiting", 55, 57, "drv-2")),  # an aborted answer: the rider still waits
+    ):
+        answers.begin_transaction()
+        answers.send(matches_topic, key=key, value=value, timestamp_ms=round(at * 1000))
+        if committed:
+            answers.commit_transaction()
+        else:
+            answers.abort_transaction()
+    answers.close()
+
+    url = dashboard(
+        kafka_bootstrap,
+        topic,
+        DASHBOARD_READBACK_S="0",
+        RIDE_REQUEST_TOPIC=requests_topic,
+        RIDE_MATCH_TOPIC=matches_topic,
+    )
+    client = ReplayClient(url)
+    try:
+        client.seek(base + 60.5, speed=1, playing=True)
+        wait_until(lambda: client.riders is not None, 10, "the replay's first riders event")
+        assert client.rides() == {"matched": "en_route", "none": "no_driver", "waiting": "waiting"}
+        counts = (client.riders or {})["counts"]
+        assert (counts["waiting"], counts["en_route"], counts["matched_60s"], counts["no_driver_60s"]) == (1, 1, 1, 1)
+        wait_until(lambda: "later" in client.rides(), 5, "the request of 1.5 s after the sought time")
+        assert client.rides()["later"] == "waiting"
     finally:
         client.close()

@@ -107,4 +107,17 @@ def test_half_an_hour_of_history_gets_a_time_label_every_5_minutes_and_its_stop(
     assert int(labels[1][3:]) % 5 == 0, "on whole five minutes"
     assert "180 fixes, 1 stop," in page.page.text_content("#track-status")
     page.screenshot("track-30-min-history")
+
+    # The chart is tied to the time bar: a click at its middle replays the fleet from the middle of the track,
+    # and while replaying a cursor and a ring on the line mark the replayed time.
+    assert not page.debug("trackCursor()")
+    chart = page.page.locator("#track-chart")
+    box = chart.bounding_box()
+    chart.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+    page.page.wait_for_function("() => fleetDebug.replay().mode === 'replay'", timeout=10000)
+    middle = now - 1800 + (180 - 1) * 10 / 2
+    assert abs(page.page.evaluate("() => fleetDebug.replay().t") - middle) < 60
+    page.page.wait_for_function("() => fleetDebug.trackCursor()", timeout=5000)
+    assert page.page.text_content("#subtitle-mode") == "replaying"
+    page.screenshot("track-chart-replaying")
     assert page.errors == [] and page.policy_violations() == []

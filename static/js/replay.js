@@ -221,8 +221,7 @@ export class Timebar {
     this.playButton.textContent = replay.active && !replay.playing ? "Play" : "Pause";
     if (this.speedSelect.value !== String(replay.speed)) this.speedSelect.value = String(replay.speed);
     const error = this.timeline && this.timeline.error;
-    const replaying = replay.active ? "Riders are not replayed: they show again when you go live." : "";
-    this.note.textContent = replay.refusal || error || replaying;
+    this.note.textContent = replay.refusal || error || "";
   }
 
   _words(t) {

@@ -1,8 +1,10 @@
 // The selected driver's track, in its details card: 15 min, 1 h or a custom window, asked from
 // GET api/drivers/<id>/track (the dashboard reads it back from Kafka), drawn on the map as a line coloured by
 // speed with a time label every few minutes and a dot at each stop, and as a small speed-over-time chart in the
-// card. A click on the line says when the driver was there. Text from Kafka (the id, the server's error
-// sentences) goes into the page as text only; the labels are ours.
+// card. A click on the line says when the driver was there. The chart follows the time bar: while replaying, a
+// cursor marks the replayed time on it and a ring on the line shows where the driver was then; a click on the
+// chart replays the fleet from that moment. Text from Kafka (the id, the server's error sentences) goes into the
+// page as text only; the labels are ours.
 
 // Speed classes (km/h, below) and colours: dashboard/export.py's SPEED_CLASSES and track.css's --speed-N.
 const SPEED_CLASSES = [
@@ -13,6 +15,9 @@ const SPEED_CLASSES = [
   { below: Infinity, colour: "#dc2626" },
 ];
 const STOP_COLOUR = "#f59e0b";
+const CURSOR_COLOUR = "#e11d48";
+// The chart's drawing area inside the canvas (CSS pixels): its x axis is time, from the first fix to the last.
+const CHART_PAD_X = 4;
 // A time label every step, the first step that gives at most MAX_TICKS of them (as the exported file does).
 const TICK_STEPS_S = [300, 600, 900, 1800, 3600, 7200, 10800];
 const MAX_TICKS = 24;
@@ -70,13 +75,18 @@ function localInputValue(epochS) {
 export class DriverTrack {
   /**
    * `nowS()` is the server's clock as the page knows it (the last 15 minutes are the server's); `onDrawn(bounds)`
-   * is told where a track was just drawn, so the page can show all of it.
+   * is told where a track was just drawn, so the page can show all of it; `seek(t)` replays the fleet from t.
    */
-  constructor(map, nowS, onDrawn = () => {}) {
+  constructor(map, nowS, onDrawn = () => {}, seek = () => {}) {
     this.map = map;
     this.nowS = nowS;
     this.onDrawn = onDrawn;
+    this.seek = seek;
+    this.cursorS = null; // the time bar's replayed time, null when live
     this.layer = L.layerGroup().addTo(map);
+    this.cursor = L.circleMarker([0, 0], {
+      radius: 8, weight: 3, color: CURSOR_COLOUR, fill: false, interactive: false,
+    });
     this.driverId = null;
     this.points = [];
     this.speeds = [];
@@ -101,6 +111,15 @@ export class DriverTrack {
       this._custom();
     });
     byId("track-clear").addEventListener("click", () => this.clear());
+    this.chart.addEventListener("click", (ev) => this._seekFromChart(ev));
+  }
+
+  /** The time bar moved: the chart's cursor and the ring on the line at replayed time `t` (null: live, none). */
+  follow(t) {
+    if (t === this.cursorS) return;
+    this.cursorS = t;
+    if (this.points.length) this._chart();
+    this._placeCursor();
   }
 
   /** A new driver in the card: nothing drawn, nothing asked yet. */
@@ -113,6 +132,7 @@ export class DriverTrack {
   clear() {
     this.asked += 1;
     this.layer.clearLayers();
+    this.cursor.remove();
     this.map.closePopup();
     this.points = [];
     this.speeds = [];
@@ -198,6 +218,7 @@ export class DriverTrack {
     }
     this._ticks();
     this._chart();
+    this._placeCursor();
     this.drawn.hidden = this.points.length === 0;
     this._say(this._summary(body));
     if (this.points.length) this.onDrawn(L.latLngBounds(this.points.map(([lat, lon]) => [lat, lon])));
@@ -247,9 +268,8 @@ export class DriverTrack {
     }
     const fastest = Math.max(...speeds);
     const top = Math.max(10, fastest) * 1.25; // head room for the label above the line
-    const t0 = points[0][2];
-    const span = Math.max(1e-3, points[points.length - 1][2] - t0);
-    const x = (t) => 4 + ((t - t0) / span) * (width - 8);
+    const [t0, span] = this._span();
+    const x = (t) => CHART_PAD_X + ((t - t0) / span) * (width - 2 * CHART_PAD_X);
     const y = (kmh) => height - 14 - (kmh / top) * (height - 22);
     ctx.lineWidth = 1.5;
     for (let i = 1; i < points.length; i += 1) {
@@ -267,11 +287,62 @@ export class DriverTrack {
     ctx.fillText(shortClock(t0), 4, height - 2);
     const end = shortClock(points[points.length - 1][2]);
     ctx.fillText(end, width - 4 - ctx.measureText(end).width, height - 2);
+    if (this._inSpan(this.cursorS)) {
+      ctx.strokeStyle = CURSOR_COLOUR;
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      ctx.moveTo(x(this.cursorS), 12);
+      ctx.lineTo(x(this.cursorS), height - 12);
+      ctx.stroke();
+    }
     const mean = speeds.reduce((a, b) => a + b, 0) / speeds.length;
     canvas.setAttribute(
       "aria-label",
       `Speed over time, ${shortClock(t0)} to ${end}: up to ${Math.round(fastest)} km/h, ${Math.round(mean)} km/h on average`,
     );
+  }
+
+  // The chart's time axis: its first fix's time and its span in seconds.
+  _span() {
+    const points = this.points;
+    const t0 = points[0][2];
+    return [t0, Math.max(1e-3, points[points.length - 1][2] - t0)];
+  }
+
+  _inSpan(t) {
+    if (t === null || this.points.length < 2) return false;
+    const [t0, span] = this._span();
+    return t >= t0 && t <= t0 + span;
+  }
+
+  // The ring on the line where the driver was at the replayed time: its last fix at or before it.
+  _placeCursor() {
+    if (!this._inSpan(this.cursorS)) {
+      this.cursor.remove();
+      return;
+    }
+    let i = indexAt(this.points, this.cursorS);
+    if (this.points[i][2] > this.cursorS && i > 0) i -= 1;
+    this.cursor.setLatLng([this.points[i][0], this.points[i][1]]).addTo(this.layer);
+  }
+
+  /** A click on the chart at `clientX`: the replayed time it stands for, or null outside the track. */
+  timeAtChartX(clientX) {
+    if (this.points.length < 2) return null;
+    const box = this.chart.getBoundingClientRect();
+    const [t0, span] = this._span();
+    const share = (clientX - box.left - CHART_PAD_X) / Math.max(1, box.width - 2 * CHART_PAD_X);
+    return t0 + Math.min(1, Math.max(0, share)) * span;
+  }
+
+  _seekFromChart(ev) {
+    const t = this.timeAtChartX(ev.clientX);
+    if (t !== null) this.seek(t);
+  }
+
+  /** Whether the ring marks a replayed time on the line (tests). */
+  get cursorShown() {
+    return this.layer.hasLayer(this.cursor);
   }
 
   /** The index of the point of the line nearest a map click, within PICK_PX; -1 if none. */
