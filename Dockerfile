@@ -1,4 +1,4 @@
-# The Python processes (dashboard, simulator, matcher) in one image; `docker compose up` picks the
+# The Python processes (dashboard, simulator, matcher, zones) in one image; `docker compose up` picks the
 # process with each service's command. Browser libraries come from npm, as on a developer machine.
 FROM node:20-slim AS assets
 WORKDIR /app
@@ -16,6 +16,7 @@ COPY bus ./bus
 COPY dashboard ./dashboard
 COPY simulator ./simulator
 COPY matcher ./matcher
+COPY zones ./zones
 COPY templates ./templates
 COPY static ./static
 RUN useradd --create-home fleet

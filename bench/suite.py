@@ -14,6 +14,9 @@ Parts (each also runs alone as `python -m bench.<module>`, with more flags; see 
 - viewers   bench/viewers.py          hundreds of viewers through nginx, spread over several dashboards
 - replay    bench/replay.py           a seek into an hour of history, 60x playback, replays beside a live fleet
 - track     bench/track_read.py       one driver's hour read back from an hour of the whole fleet
+- density   bench/density.py          GET /api/density at 30,000 drivers; drivers inside 1,000 zones
+- hexagons  bench/density_page.py     the page's density layer: cell corners from the server or from h3-js
+- zones     bench/zones.py            the zone processor: fixes/s with 100 / 1,000 / 10,000 zones, event latency
 
 Every part takes --quick, --json and, where it has them, --bootstrap-servers, --reps and --duration
 (bench/common.py's bench_parser); this suite hands each part the ones it has. Every part prints a table
@@ -30,6 +33,8 @@ from types import ModuleType
 from bench import (
     browser_fps,
     dashboard_ingest,
+    density,
+    density_page,
     fleet_state,
     hostile_ingest,
     kafka_ceiling,
@@ -39,6 +44,7 @@ from bench import (
     simulator_rate,
     track_read,
     viewers,
+    zones,
 )
 from bus.clients import kafka_answers
 from fleet.settings import KAFKA_BOOTSTRAP_SERVERS
@@ -56,9 +62,12 @@ PARTS: dict[str, ModuleType] = {
     "viewers": viewers,
     "replay": replay,
     "track": track_read,
+    "density": density,
+    "hexagons": density_page,
+    "zones": zones,
 }
-# The one part that never talks to Kafka (the dashboard's pure hot path).
-WITHOUT_KAFKA = {"state"}
+# The parts that never talk to Kafka (the dashboard's pure hot path, its density and zone counts).
+WITHOUT_KAFKA = {"state", "density"}
 # The suite's flags a part gets when its parser has them.
 HANDED_DOWN = ("bootstrap_servers", "reps", "duration")
 

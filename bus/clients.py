@@ -6,10 +6,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,39 @@ T = TypeVar("T")
 
 class Closable(Protocol):
     def close(self) -> None: ...
+
+
+class RebalanceHandler(Protocol):
+    """A process that takes its group consumer's partition changes (see :class:`ForwardRebalance`)."""
+
+    def on_revoked(self, revoked: Any) -> None: ...
+
+    def on_assigned(self, assigned: Any) -> None: ...
+
+    def on_lost(self, lost: Any) -> None: ...
+
+
+class ForwardRebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
+    """Hands a group consumer's rebalance callbacks (they run inside its ``poll()``) to ``handler``."""
+
+    def __init__(self, handler: RebalanceHandler) -> None:
+        self.handler = handler
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.handler.on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.handler.on_assigned(assigned)
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self.handler.on_lost(lost)
+
+
+def opened(client: T | None, what: str) -> T:
+    """``client``, or a clear error when the process reads it before ``start_up()`` opened it (a bug)."""
+    if client is None:
+        raise RuntimeError(f"the {what} is not open (start_up() opens it)")
+    return client
 
 
 C = TypeVar("C", bound=Closable)

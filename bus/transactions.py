@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import FencedInstanceIdError, KafkaTimeoutError, ProducerFencedError
 
 
 class TransactionTimedOut(KafkaTimeoutError):  # type: ignore[misc]  # kafka-python is untyped
@@ -42,3 +42,14 @@ def _wait(producer: KafkaProducer, result: Any, what: str, timeout_s: float) -> 
     producer._sender.wakeup()
     if not result.wait(timeout_ms=timeout_s * 1000):  # raises the coordinator's error, if it answered one
         raise TransactionTimedOut(f"the transaction coordinator did not answer the {what} within {timeout_s:.0f} s")
+
+
+def is_fenced(error: BaseException, producer: KafkaProducer | None = None) -> bool:
+    """Another producer or group member took this instance's transactional id or group instance id.
+
+    kafka-python raises the fencing error once, then a plain KafkaError for every later transactional
+    call; the typed error stays the transaction manager's ``last_error``, so that is looked at too.
+    """
+    manager = getattr(producer, "_transaction_manager", None)
+    candidates = (error, error.__cause__, *error.args, getattr(manager, "last_error", None))
+    return any(isinstance(c, (ProducerFencedError, FencedInstanceIdError)) for c in candidates)

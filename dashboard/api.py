@@ -1,4 +1,4 @@
-"""HTTP: the fleet as JSON, health and Prometheus metrics (docs/api.md, "HTTP")."""
+"""HTTP: the fleet as JSON, zones, density, health and Prometheus metrics (docs/api.md, "HTTP")."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from werkzeug.exceptions import HTTPException
 
 from dashboard.push import EVENT_RIDES
 from dashboard.service import Dashboard
+from dashboard.zones import MAX_DRIVERS_LISTED, ZonesFull, ZoneWriteFailed, zone_json
+from fleet import density, schema
 from fleet.riders import riders_json
-from fleet.schema import MAX_DRIVER_ID_CHARS
+from fleet.schema import MAX_DRIVER_ID_CHARS, InvalidMessage
 from fleet.state import TrackedDriver
+from fleet.zones import MAX_ZONE_BYTES, encode_zone, new_zone_id, parse_zone
 
 api = Blueprint("api", __name__)
 # Drivers in a page of /api/drivers, unless asked, and at most: selecting a page from 100,000 drivers costs
@@ -26,6 +29,9 @@ DEFAULT_PAGE = 1000
 MAX_PAGE = 10_000
 # A page is streamed in chunks so that encoding it lets the frames and other requests through.
 CHUNK_DRIVERS = 1000
+# A POSTed zone: 1,000 vertices with every digit and some indentation; the app's bound is 16 KiB otherwise.
+MAX_ZONE_BODY_BYTES = 4 * MAX_ZONE_BYTES
+JSON_TYPES = ("application/json", "application/geo+json")
 _HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
@@ -112,6 +118,81 @@ def list_riders() -> Response:
 def kafka() -> Response:
     """Brokers up and down, and per partition of each topic read: leader, replicas, ISR and offsets (docs/api.md)."""
     return json_response(dashboard().kafka_json())
+
+
+@api.post("/api/zones")
+def create_zone() -> Response:
+    """Write a GeoJSON Feature to the zones topic as a new zone (a fresh id; the Feature's own ``id`` is ignored)."""
+    if request.mimetype not in JSON_TYPES:
+        # Not a "simple" request: another site's page cannot send it without a CORS preflight, which we never grant.
+        detail = "send the GeoJSON Feature with Content-Type: application/json"
+        return json_response({"error": "unsupported_media_type", "detail": detail}, 415)
+    request.max_content_length = MAX_ZONE_BODY_BYTES
+    try:
+        feature = schema.decode_object(request.get_data(cache=False), MAX_ZONE_BODY_BYTES)
+        zone = parse_zone(feature, new_zone_id())
+        if len(encode_zone(zone)) > MAX_ZONE_BYTES:
+            raise InvalidMessage(schema.TOO_LARGE, f"the zone takes over {MAX_ZONE_BYTES} bytes")
+    except InvalidMessage as e:  # InvalidZone too: nothing is written
+        return json_response({"error": e.reason, "detail": e.detail}, 400)
+    try:
+        dashboard().zone_writer.put(zone)
+    except ZonesFull as e:
+        return json_response({"error": "too_many_zones", "detail": str(e)}, 409)
+    except ZoneWriteFailed as e:
+        return json_response({"error": "kafka_unavailable", "detail": str(e)}, 503)
+    return json_response({"zone_id": zone.zone_id}, 201)
+
+
+@api.get("/api/zones")
+def list_zones() -> Response:
+    """Every zone held, with the drivers inside it by status (the ``zones`` event's body)."""
+    return json_response(dashboard().payload())
+
+
+@api.get("/api/zones/<path:zone_id>")
+def one_zone(zone_id: str) -> Response:
+    service = dashboard()
+    zone = service.zones.get(zone_id)
+    if zone is None:
+        return json_response({"error": "unknown zone", "zone_id": zone_id}, 404)
+    inside = service.inside.get(zone_id)
+    return json_response({**zone_json(zone, inside), "drivers": inside.drivers[:MAX_DRIVERS_LISTED]})
+
+
+@api.delete("/api/zones/<path:zone_id>")
+def delete_zone(zone_id: str) -> Response:
+    """Write the zone's tombstone; every process reading the topic forgets the zone."""
+    service = dashboard()
+    if zone_id not in service.zones:
+        return json_response({"error": "unknown zone", "zone_id": zone_id}, 404)
+    try:
+        service.zone_writer.delete(zone_id)
+    except ZoneWriteFailed as e:
+        return json_response({"error": "kafka_unavailable", "detail": str(e)}, 503)
+    return json_response({"zone_id": zone_id, "deleted": True})
+
+
+@api.get("/api/zone-alerts")
+def zone_alerts() -> Response:
+    """The zone events held (at most 500, newest first), of one zone with ``?zone=<id>``, and the hour's counters."""
+    zone_id = request.args.get("zone")
+    alerts = dashboard().alerts
+    events = alerts.newest(alerts.max_events)
+    if zone_id is not None:
+        events = [event for event in events if event["zone_id"] == zone_id]
+    return json_response({"events": events, "counters": alerts.counters(time.time())})
+
+
+@api.get("/api/density")
+def supply_and_demand() -> Response:
+    """Available drivers and waiting riders per H3 cell (docs/api.md)."""
+    try:
+        resolution = density.parse_resolution(request.args.get("resolution"))
+        boundary = density.parse_flag("boundary", request.args.get("boundary"))
+    except ValueError as e:
+        return json_response({"error": str(e)}, 400)
+    return _not_cached(Response(dashboard().density_text(resolution, boundary), mimetype="application/json"))
 
 
 @api.get("/healthz")

@@ -74,6 +74,8 @@ class FeedSpec:
     missing_hint: str  # why a topic may not exist yet: "(the simulator creates it)"
     dead_letter_topics: frozenset[str]
     read_committed: bool = False
+    # A table kept whole (the compacted zones topic): read every partition from its first offset, not readback_s.
+    from_beginning: bool = False
     max_poll_records: int = 1000
     fetch_max_bytes: int = 1024 * 1024
     max_partition_fetch_bytes: int = 256 * 1024
@@ -259,12 +261,12 @@ class Feed:
             self._readback_ends.update({tp: ends[tp] for tp in new if starts[tp] < ends[tp]})
             log.info(
                 "%s: assigned %d partitions of %s (all of them: every dashboard shows everything); "
-                "reading back %d records of the last %.0f s",
+                "reading back %d records %s",
                 self.spec.name,
                 len(new),
                 " and ".join(sorted({tp.topic for tp in new})),
                 sum(ends[tp] - starts[tp] for tp in new),
-                self.spec.readback_s,
+                "from the beginning" if self.spec.from_beginning else f"of the last {self.spec.readback_s:.0f} s",
             )
         self._publish(partitions=self._partition_status(ends))
         self._check_readback()
@@ -276,6 +278,8 @@ class Feed:
         if not tps:
             return {}, {}
         ends = consumer.end_offsets(tps, timeout_ms=PROBE_TIMEOUT_MS)
+        if self.spec.from_beginning:
+            return dict(consumer.beginning_offsets(tps, timeout_ms=PROBE_TIMEOUT_MS)), ends
         if self.spec.readback_s <= 0:
             return dict(ends), ends
         since_ms = int((self._clock() - self.spec.readback_s) * 1000)

@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from dashboard.feed import Feed
+    from dashboard.service import Dashboard
 
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # Enough values for steady percentiles; past it an interval's further values only feed the histogram.
@@ -62,6 +63,35 @@ class Latencies(Collector):
         yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=self.total)
 
 
+class ZoneCollector(Collector):
+    """The zone table, the counter of drivers inside and the zone writes, read when scraped."""
+
+    def __init__(self, service: Dashboard) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        service = self.service
+        yield GaugeMetricFamily("dashboard_zones", "Zones held (read from the zones topic).", value=len(service.zones))
+        yield CounterMetricFamily(
+            "dashboard_zones_refused",
+            "Zones read from the topic that did not fit under ZONES_MAX.",
+            value=service.zones_refused,
+        )
+        yield CounterMetricFamily(
+            "dashboard_zone_writes",
+            "Zones and tombstones written through /api/zones.",
+            value=service.zone_writer.written,
+        )
+        yield GaugeMetricFamily(
+            "dashboard_zone_count_seconds",
+            "Duration of the latest count of the drivers inside every zone.",
+            value=service.inside.last_pass_s,
+        )
+        yield GaugeMetricFamily(
+            "dashboard_zone_alerts_held", "Zone events held for the alert feed.", value=len(service.alerts)
+        )
+
+
 def _percentile_ms(values: list[float], q: int) -> float | None:
     if not values:
         return None
@@ -72,9 +102,10 @@ def _percentile_ms(values: list[float], q: int) -> float | None:
 class FeedCollector(Collector):
     """Refusals and dead letters, read from the feeds' own counts when scraped (no second bookkeeping)."""
 
-    def __init__(self, drivers: Feed, rides: Feed) -> None:
+    def __init__(self, drivers: Feed, rides: Feed, *zones: Feed) -> None:
         self.drivers = drivers
         self.rides = rides
+        self.zones = zones  # the zones and zone-events feeds
 
     def collect(self) -> Iterator[Metric]:
         invalid = CounterMetricFamily(
@@ -91,7 +122,16 @@ class FeedCollector(Collector):
         for (topic, reason), count in sorted(self.rides.refusals.counts.items()):
             ride_invalid.add_metric([topic, reason], count)
         yield ride_invalid
-        stats = [self.drivers.dead_letters, self.rides.dead_letters]
+        zone_invalid = CounterMetricFamily(
+            "dashboard_invalid_zone_messages",
+            "Refused records of the zones and zone-events topics by topic and reason.",
+            labels=["topic", "reason"],
+        )
+        for feed in self.zones:
+            for (topic, reason), count in sorted(feed.refusals.counts.items()):
+                zone_invalid.add_metric([topic, reason], count)
+        yield zone_invalid
+        stats = [feed.dead_letters for feed in (self.drivers, self.rides, *self.zones)]
         yield CounterMetricFamily(
             "dashboard_dead_letters",
             "Refused records copied to their dead-letter topic (acknowledged by Kafka).",
@@ -128,6 +168,9 @@ class DashboardMetrics:
             "dashboard_ride_messages_consumed", "Valid ride requests and answers consumed.", ["topic"], registry=r
         )
         self.riders = Gauge("dashboard_riders", "Rides held by state.", ["state"], registry=r)
+        self.zone_events = Counter(
+            "dashboard_zone_events_consumed", "Valid zone events consumed, by event.", ["event"], registry=r
+        )
         self.fix_latency = Latencies("dashboard_fix_latency_seconds", "Fix timestamp to consumed by the dashboard.")
         self.push_latency = Latencies(
             "dashboard_push_latency_seconds", "Fix timestamp to the frame carrying it handed to Socket.IO."
@@ -136,8 +179,11 @@ class DashboardMetrics:
         r.register(self.push_latency)
         ProcessCollector(registry=r)
 
-    def watch_feeds(self, drivers: Feed, rides: Feed) -> None:
-        self.registry.register(FeedCollector(drivers, rides))
+    def watch_feeds(self, drivers: Feed, rides: Feed, *zones: Feed) -> None:
+        self.registry.register(FeedCollector(drivers, rides, *zones))
+
+    def watch_zones(self, service: Dashboard) -> None:
+        self.registry.register(ZoneCollector(service))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -36,7 +36,7 @@ from dashboard.settings import DashboardSettings
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "node_modules"
 # The built files of the packages the page uses; the rest of node_modules is not served.
-VENDOR_DIRS = ("leaflet/dist/", "socket.io-client/dist/")
+VENDOR_DIRS = ("leaflet/dist/", "socket.io-client/dist/", "@geoman-io/leaflet-geoman-free/dist/", "h3-js/dist/")
 LEAFLET_JS = "leaflet/dist/leaflet.js"
 LEAFLET_CSS = "leaflet/dist/leaflet.css"
 SOCKET_IO_JS = "socket.io-client/dist/socket.io.esm.min.js"

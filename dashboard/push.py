@@ -10,7 +10,11 @@ client, ``riders`` with every snapshot and when rides change) is decided by the 
 :class:`~dashboard.audience.Audience`; this class only looks at Engine.IO's queues and writes.
 
 Riders are few next to drivers, so each ``riders`` event is plain JSON holding every ride the map
-shows (a snapshot, never a diff): a client that skipped one loses nothing.
+shows (a snapshot, never a diff): a client that skipped one loses nothing. So are ``zones`` (every zone,
+when the table changes) and ``zone_counts`` (the drivers inside each zone, at most once a second): the
+zones' shapes, up to 45 KB each, go only when a zone is written or deleted, not with every count.
+``zone_alerts`` is the one event that carries only what is new (``"full": false``); a client that could
+not take it gets the newest alerts whole (``"full": true``, as with every snapshot) as soon as it can.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from flask_socketio import SocketIO
 from socketio import packet as socketio_packet
@@ -26,6 +30,7 @@ from socketio import packet as socketio_packet
 from dashboard.audience import Audience
 from dashboard.metrics import DashboardMetrics
 from fleet import frames
+from fleet.alerts import SNAPSHOT_EVENTS, AlertStore
 from fleet.riders import Riders, riders_json
 from fleet.state import FleetState
 
@@ -33,6 +38,18 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/"
 # Most rides in one event (the newest); riders are a few hundred, this bounds a crowd.
 EVENT_RIDES = 2000
+
+
+class ZonesSource(Protocol):
+    """What the ``zones`` and ``zone_counts`` events need: each a version that changes with it, and its body."""
+
+    def version(self) -> int: ...
+
+    def payload(self) -> dict[str, Any]: ...
+
+    def counts_version(self) -> int: ...
+
+    def counts_payload(self) -> dict[str, Any]: ...
 
 
 class Push:
@@ -47,6 +64,8 @@ class Push:
         riders: Riders | None = None,
         feed_json: Callable[[], dict[str, Any]] = dict,
         clock: Callable[[], float] = time.monotonic,
+        zones: ZonesSource | None = None,
+        alerts: AlertStore | None = None,
     ) -> None:
         self._socketio = socketio
         self._state = state
@@ -55,6 +74,9 @@ class Push:
         self._riders = riders
         self._feed_json = feed_json  # the ride feed's refusals and status, for the riders event
         self._clock = clock
+        self._zones = zones
+        self._alerts = alerts
+        self._counters: dict[str, dict[str, int]] | None = None  # as last sent
         self.audience = Audience()
         self.seq = 0
 
@@ -84,8 +106,18 @@ class Push:
         """
         changes = self._state.take_changes()
         riders_version = self._riders.version if self._riders is not None else None
+        zones_version = self._zones.version() if self._zones is not None else None
+        counts_version = self._zones.counts_version() if self._zones is not None else None
+        new_alerts, counters = self._new_alerts(now, stats is not None)
         delivery = self.audience.plan(
-            self._ready_clients(), self._clock(), bool(changes), stats is not None, riders_version
+            self._ready_clients(),
+            self._clock(),
+            bool(changes),
+            stats is not None,
+            riders_version,
+            zones_version,
+            None if self._alerts is None else bool(new_alerts) or counters is not None,
+            counts_version,
         )
         if changes:
             self.seq += 1
@@ -102,6 +134,40 @@ class Push:
             self.send("stats", stats, delivery.stats)
         if delivery.riders:
             self.send("riders", self.riders_payload(now), delivery.riders)
+        if delivery.zones and self._zones is not None:
+            self.send("zones", {"v": frames.VERSION, "t": now, **self._zones.payload()}, delivery.zones)
+        if delivery.zone_counts and self._zones is not None:
+            counts = {"v": frames.VERSION, "t": now, **self._zones.counts_payload()}
+            self.send("zone_counts", counts, delivery.zone_counts)
+        if delivery.alerts_full:
+            self.send("zone_alerts", self.alerts_payload(now, None), delivery.alerts_full)
+        if delivery.alerts_new:
+            self.send("zone_alerts", self.alerts_payload(now, new_alerts), delivery.alerts_new)
+
+    def _new_alerts(self, now: float, second: bool) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The alerts new since the previous tick, and the hour's counters when they changed (looked at once a
+        second: they also change as old events age out of the hour)."""
+        if self._alerts is None:
+            return [], None
+        new = self._alerts.take_new()
+        if not (new or second):
+            return new, None
+        counters = self._alerts.counters(now)
+        if counters == self._counters:
+            return new, None
+        self._counters = counters
+        return new, counters
+
+    def alerts_payload(self, now: float, new: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """``zone_alerts``: ``new`` ones only, or (None) the newest whole; the hour's counters either way."""
+        alerts = self._alerts if self._alerts is not None else AlertStore()
+        return {
+            "v": frames.VERSION,
+            "t": now,
+            "full": new is None,
+            "events": alerts.newest(SNAPSHOT_EVENTS) if new is None else new,
+            "counters": self._counters if self._counters is not None else alerts.counters(now),
+        }
 
     def riders_payload(self, now: float) -> dict[str, Any]:
         riders = riders_json(self._riders, now, EVENT_RIDES) if self._riders is not None else {}

@@ -1,10 +1,14 @@
-"""The dashboard's engine: two Kafka feeds fill the fleet and rider states, a green task ticks frames out.
+"""The dashboard's engine: Kafka feeds fill the fleet, rider, zone and alert states, a green task ticks frames out.
 
-One :class:`Dashboard` per process, started once whatever the number of browsers: three background
-tasks, the driver feed and the ride feed (:class:`dashboard.feed.Feed`, which decode every record
-and apply the valid ones to :class:`fleet.state.FleetState` and :class:`fleet.riders.Riders` as
-they arrive), and the tick, which broadcasts what changed and once a second sweeps silent drivers,
-checks which riders were picked up, sends ``stats`` and ``riders`` and updates the metrics.
+One :class:`Dashboard` per process, started once whatever the number of browsers: its background
+tasks are four feeds (:class:`dashboard.feed.Feed`, which decode every record and apply the valid
+ones as they arrive): drivers into :class:`fleet.state.FleetState`, rides into
+:class:`fleet.riders.Riders`, the compacted ``zones`` topic from its beginning into a
+:class:`fleet.zones.ZoneTable`, the last hour of ``zone-events`` into a :class:`fleet.alerts.AlertStore`;
+the counter of the drivers inside each zone (:class:`dashboard.zones.InsideCounter`); and the tick,
+which broadcasts what changed and once a second sweeps silent drivers, checks which riders were
+picked up, sends ``stats`` and updates the metrics (``riders``, ``zones`` and ``zone_alerts`` go
+when they change).
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ from dashboard.push import Push
 from dashboard.replay import Replays
 from dashboard.settings import DashboardSettings
 from dashboard.tracks import TrackReads
-from fleet import decode, frames
-from fleet.riders import ACTIVE, Riders
+from dashboard.zones import InsideCounter, ZoneWriter, zone_json
+from fleet import decode, density, frames
+from fleet.alerts import AlertStore
+from fleet.riders import ACTIVE, WAITING, Riders
 from fleet.rides import RideMatch, RideRequest
-from fleet.schema import Fix
+from fleet.schema import Fix, Status
 from fleet.state import FleetState
 from fleet.throttle import Throttle
+from fleet.zones import InvalidZone, Zone, ZoneDeleted, ZoneEvent, ZoneTable
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,11 @@ DRIVER_POLL_RECORDS = 1000
 # Riders are few: small polls keep each turn of the ride feed short.
 RIDE_POLL_RECORDS = 500
 RIDE_FETCH_MAX_BYTES = 512 * 1024
+# Zones are up to ~45 KB each (1,000 vertices): a few per poll keep a turn of the zone feed short.
+ZONE_POLL_RECORDS = 50
+ZONE_EVENT_POLL_RECORDS = 500
+# GET /api/density: one computation per resolution serves every request of the same half second.
+DENSITY_CACHE_S = 0.5
 # How long GET /api/kafka waits for a fresh look at the cluster when nobody asked lately (less than a look's timeout).
 KAFKA_VIEW_WAIT_S = 2.0
 
@@ -62,12 +74,33 @@ class Dashboard:
         self.riders = Riders()
         self.feed = Feed(self._driver_spec(), settings.bootstrap_servers, settings.dead_letter, socketio.sleep)
         self.ride_feed = Feed(self._ride_spec(), settings.bootstrap_servers, settings.dead_letter, socketio.sleep)
-        self.metrics.watch_feeds(self.feed, self.ride_feed)
+        self.zones = ZoneTable(settings.zones_max)
+        self.alerts = AlertStore()
+        self.zone_feed = Feed(self._zone_spec(), settings.bootstrap_servers, settings.dead_letter, socketio.sleep)
+        self.alert_feed = Feed(self._alert_spec(), settings.bootstrap_servers, settings.dead_letter, socketio.sleep)
+        self.zone_writer = ZoneWriter(settings.bootstrap_servers, settings.zones_topic, self.zones, settings.zones_max)
+        self.inside = InsideCounter(self.zones, self.state, socketio.sleep)
+        self.zones_changed = 0  # +1 on every change of the zone table
+        self.zones_refused = 0  # valid zones the table had no room for (ZONES_MAX)
+        self._zones_full_log = Throttle(LOG_INTERVAL_S * 6)
+        self._density: dict[int, tuple[float, float, density.Density]] = {}  # resolution: (monotonic, epoch, result)
+        self._density_text: dict[tuple[int, bool], tuple[float, str]] = {}  # (resolution, boundary): (monotonic, body)
+        self.metrics.watch_feeds(self.feed, self.ride_feed, self.zone_feed, self.alert_feed)
+        self.metrics.watch_zones(self)
         read = (settings.topic, settings.ride_request_topic, settings.ride_match_topic)
         self.metadata = MetadataWatch(
             settings.bootstrap_servers, tuple(dict.fromkeys(read)), settings.metadata_interval_s, socketio.sleep
         )
-        self.push = Push(socketio, self.state, settings.topic, self.metrics, self.riders, self.ride_feed_json)
+        self.push = Push(
+            socketio,
+            self.state,
+            settings.topic,
+            self.metrics,
+            self.riders,
+            self.ride_feed_json,
+            zones=self,
+            alerts=self.alerts,
+        )
         self.replays = Replays(
             settings,
             socketio.start_background_task,
@@ -120,6 +153,35 @@ class Dashboard:
             fetch_max_bytes=RIDE_FETCH_MAX_BYTES,
         )
 
+    def _zone_spec(self) -> FeedSpec:
+        topic = self.settings.zones_topic
+        return FeedSpec(
+            name="zones consumer",
+            decoders={topic: decode.ZONES},
+            appliers={topic: self.apply_zones},
+            readback_s=0.0,
+            from_beginning=True,  # compacted: the whole topic is the zone table
+            required=False,
+            missing_hint="(the first zone written creates it: POST /api/zones, or the zone processor)",
+            # Refused zones are the zone processor's to dead-letter (every process refuses the same ones).
+            dead_letter_topics=frozenset(),
+            max_poll_records=ZONE_POLL_RECORDS,
+        )
+
+    def _alert_spec(self) -> FeedSpec:
+        topic = self.settings.zone_events_topic
+        return FeedSpec(
+            name="alerts consumer",
+            decoders={topic: decode.ZONE_EVENTS},
+            appliers={topic: self.apply_zone_events},
+            readback_s=self.settings.zone_events_readback_s,
+            required=False,
+            missing_hint="(the zone processor creates it: python -m zones)",
+            dead_letter_topics=frozenset({topic}),  # the dashboards are its only readers
+            read_committed=True,  # the processor writes in transactions: aborted events never show
+            max_poll_records=ZONE_EVENT_POLL_RECORDS,
+        )
+
     def start(self) -> None:
         """Start the feeds and the tick task; a second call does nothing."""
         if self._task is not None:
@@ -127,6 +189,9 @@ class Dashboard:
         self._running = True
         self._socketio.start_background_task(self.feed.run)
         self._socketio.start_background_task(self.ride_feed.run)
+        self._socketio.start_background_task(self.zone_feed.run)
+        self._socketio.start_background_task(self.alert_feed.run)
+        self._socketio.start_background_task(self.inside.run)
         self._socketio.start_background_task(self.metadata.run)
         self._task = self._socketio.start_background_task(self._run)
 
@@ -134,6 +199,10 @@ class Dashboard:
         self._running = False
         self.feed.stop()
         self.ride_feed.stop()
+        self.zone_feed.stop()
+        self.alert_feed.stop()
+        self.inside.stop()
+        self.zone_writer.close()
         self.metadata.stop()
         self.replays.stop_all()
 
@@ -160,19 +229,87 @@ class Dashboard:
             self.riders.add_match(match)
         self.metrics.ride_messages.labels(self.settings.ride_match_topic).inc(len(items))
 
+    def apply_zones(self, items: list[tuple[Zone | ZoneDeleted, Record]], _received_at: float) -> None:
+        for message, _ in items:
+            if isinstance(message, ZoneDeleted):
+                self.zones.remove(message.zone_id)
+            else:
+                try:
+                    self.zones.put(message)
+                except InvalidZone:  # too_many_zones: the topic holds more than ZONES_MAX
+                    self.zones_refused += 1
+                    if self._zones_full_log.ready() is not None:
+                        log.warning(
+                            "%s holds more than ZONES_MAX=%d zones: %d not shown so far",
+                            self.settings.zones_topic,
+                            self.settings.zones_max,
+                            self.zones_refused,
+                        )
+                    continue
+        self.zones_changed += 1
+
+    def apply_zone_events(self, items: list[tuple[ZoneEvent, Record]], received_at: float) -> None:
+        for event, _ in items:
+            self.alerts.add(event, received_at)
+            self.metrics.zone_events.labels(event.event).inc()
+
+    # ---- zones: the ``zones`` and ``zone_counts`` events and /api/zones
+
+    def version(self) -> int:
+        """Changes whenever the zone table does (what the ``zones`` event is sent on)."""
+        return self.zones_changed
+
+    def payload(self) -> dict[str, Any]:
+        zones = [zone_json(zone, self.inside.get(zone.zone_id)) for zone in self.zones]
+        return {"zones": zones, "count": len(zones)}
+
+    def counts_version(self) -> int:
+        """Changes whenever a count inside a zone does (what the ``zone_counts`` event is sent on)."""
+        return self.inside.version
+
+    def counts_payload(self) -> dict[str, Any]:
+        return {"inside": {zone.zone_id: self.inside.get(zone.zone_id).counts_json() for zone in self.zones}}
+
+    def density_text(self, resolution: int, boundary: bool) -> str:
+        """``GET /api/density``'s body; one encoding per resolution and boundary serves every request of
+        the same half second (a page asks once a second)."""
+        key = (resolution, boundary)
+        cached = self._density_text.get(key)
+        if cached is not None and time.monotonic() - cached[0] < DENSITY_CACHE_S:
+            return cached[1]
+        result, updated_at = self.density(resolution)
+        text = result.to_json_text(updated_at, boundary)
+        self._density_text[key] = (time.monotonic(), text)
+        return text
+
+    def density(self, resolution: int) -> tuple[density.Density, float]:
+        """Available, fresh drivers and waiting riders per H3 cell, and when that was counted (epoch seconds)."""
+        cached = self._density.get(resolution)
+        if cached is not None and time.monotonic() - cached[0] < DENSITY_CACHE_S:
+            return cached[2], cached[1]
+        now = time.time()
+        fresh_after = now - self.state.stale_after_s
+        available = [
+            (d.latitude, d.longitude) for d in self.state if d.status == Status.AVAILABLE and d.timestamp >= fresh_after
+        ]
+        waiting = [(r.latitude, r.longitude) for r in self.riders if r.state == WAITING]
+        result = density.density(available, waiting, resolution)
+        self._density[resolution] = (time.monotonic(), now, result)
+        return result, now
+
     # ---- health
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Whether the dashboard consumes, and the details (or the reason it does not)."""
         now = time.monotonic()
-        reason = _unhealthy_reason(self.feed, now) or _unhealthy_reason(self.ride_feed, now)
+        reason = next(filter(None, (_unhealthy_reason(feed, now) for feed in self.feeds)), None)
         if reason:
             return False, {"status": "unavailable", "reason": reason}
         status = self.feed.status
         warnings = [
             f"{stats.failed} refused records of {' and '.join(sorted(feed.spec.dead_letter_topics))} could not be "
             f"dead-lettered (latest: {stats.error})"
-            for feed in (self.feed, self.ride_feed)
+            for feed in self.feeds
             if (stats := feed.dead_letters).failed
         ]
         return True, {
@@ -184,9 +321,19 @@ class Dashboard:
             "drivers": len(self.state),
             "clients": len(self.push),
             "last_poll_age_s": round(now - status.heartbeat, 3),
-            "feeds": {"drivers": _feed_health(self.feed, now), "rides": _feed_health(self.ride_feed, now)},
+            "feeds": {
+                "drivers": _feed_health(self.feed, now),
+                "rides": _feed_health(self.ride_feed, now),
+                "zones": _feed_health(self.zone_feed, now),
+                "zone_events": _feed_health(self.alert_feed, now),
+            },
+            "zones": len(self.zones),
             "warnings": warnings,
         }
+
+    @property
+    def feeds(self) -> tuple[Feed, ...]:
+        return (self.feed, self.ride_feed, self.zone_feed, self.alert_feed)
 
     def _run(self) -> None:
         tick_s = self.settings.tick_ms / 1000.0
@@ -236,17 +383,13 @@ class Dashboard:
         positions = (*self.feed.status.partitions, *self.ride_feed.status.partitions)
         return kafka_view(self.metadata.topics, state, positions)
 
-    def _driver_track(self, driver_id: str) -> list[list[float]]:
-        driver = self.state.get(driver_id)
-        return driver.trail_points() if driver is not None else []
-
     def each_second(self) -> dict[str, Any]:
         """Sweep silent drivers, update the gauges, log every ten seconds; return the ``stats`` event."""
         now = time.time()
         dropped_before, evicted_before = self.state.dropped, self.state.evicted
         self.state.sweep(now)
         try:
-            self.riders.check_pickups(self._driver_track, now)
+            self.riders.check_pickups(self.state.trail_of, now)
             self.riders.sweep(now)
         except Exception:  # a bug in the riders' bookkeeping must not cost the fleet its stats
             self.rider_sweep_failures += 1
@@ -314,7 +457,7 @@ class Dashboard:
             stats["clients"],
             "" if stats["kafka"]["error"] is None else f"; not consuming: {stats['kafka']['error']}",
         )
-        failed = self.feed.dead_letters.failed + self.ride_feed.dead_letters.failed
+        failed = sum(feed.dead_letters.failed for feed in self.feeds)
         if failed:
             log.warning("%d refused records could not be dead-lettered since start", failed)
         self._log_fixes = self.fixes_total

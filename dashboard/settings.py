@@ -12,6 +12,9 @@ from fleet.settings import (
     LOG_LEVEL,
     RIDE_MATCH_TOPIC,
     RIDE_REQUEST_TOPIC,
+    ZONE_EVENTS_TOPIC,
+    ZONES_MAX,
+    ZONES_TOPIC,
     Setting,
     Settings,
     non_negative_float,
@@ -191,6 +194,12 @@ TRACK_READS = Setting(
     "the next gets 429.",
     positive_int,
 )
+ZONE_EVENTS_READBACK_S = Setting(
+    "DASHBOARD_ZONE_EVENTS_READBACK_S",
+    3600.0,
+    "Seconds of zone events read back at start, for the alert feed and the enters/exits of the last hour (0: none).",
+    non_negative_float,
+)
 SECRET_KEY = Setting("SECRET_KEY", "", "Flask's secret key (unset: a random one per process).")
 DEAD_LETTER = Setting(
     "DASHBOARD_DEAD_LETTER",
@@ -216,6 +225,10 @@ class DashboardSettings(Settings):
     ride_request_topic: str = setting_field(RIDE_REQUEST_TOPIC, "--request-topic", "NAME")
     ride_match_topic: str = setting_field(RIDE_MATCH_TOPIC, "--match-topic", "NAME")
     rides_readback_s: float = setting_field(RIDES_READBACK_S, "--rides-readback-s", "SECONDS")
+    zones_topic: str = setting_field(ZONES_TOPIC, "--zones-topic", "NAME")
+    zone_events_topic: str = setting_field(ZONE_EVENTS_TOPIC, "--zone-events-topic", "NAME")
+    zones_max: int = setting_field(ZONES_MAX, "--zones-max", "N")
+    zone_events_readback_s: float = setting_field(ZONE_EVENTS_READBACK_S, "--zone-events-readback-s", "SECONDS")
     metadata_interval_s: float = setting_field(METADATA_INTERVAL_S, "--metadata-interval-s", "SECONDS")
     max_replays: int = setting_field(MAX_REPLAYS, "--max-replays", "N")
     track_reads: int = setting_field(TRACK_READS, "--track-reads", "N")

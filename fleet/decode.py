@@ -8,7 +8,7 @@ input, and no record, however it was made, can stop a consumer. A decoder that f
 nobody foresaw (a bug) still returns a refusal, ``internal_error``, naming the exception's class.
 
 The reasons per topic are in ``docs/api.md``; the checks themselves live with the messages in
-:mod:`fleet.schema` and :mod:`fleet.rides`.
+:mod:`fleet.schema`, :mod:`fleet.rides` and :mod:`fleet.zones`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from fleet import rides, schema
+from fleet import rides, schema, zones
 from fleet.rides import RideMatch, RideRequest
 from fleet.schema import Fix, InvalidMessage
+from fleet.zones import Zone, ZoneDeleted, ZoneEvent
 
 M = TypeVar("M")
 
@@ -91,5 +92,28 @@ MATCHES: Decoder[RideMatch] = Decoder(
         rides.BAD_ETA,
     ),
 )
-DECODERS = (FIXES, REQUESTS, MATCHES)
+# The compacted zones topic: key = zone id (required), value = a GeoJSON Feature, none = the zone is deleted.
+ZONES: Decoder[Zone | ZoneDeleted] = Decoder(
+    "zones",
+    lambda key, value, _now: zones.decode_zone(key, value),
+    (*schema.SHARED_REASONS, zones.MISSING_KEY, *zones.ZONE_REASONS),
+)
+ZONE_EVENTS: Decoder[ZoneEvent] = Decoder(
+    "zone-events",
+    zones.parse_event,
+    (
+        *schema.SHARED_REASONS,
+        schema.KEY_MISMATCH,
+        schema.BAD_DRIVER_ID,
+        zones.BAD_ZONE_ID,
+        zones.BAD_ZONE_NAME,
+        zones.BAD_EVENT,
+        zones.BAD_SOURCE,
+        schema.BAD_LATITUDE,
+        schema.BAD_LONGITUDE,
+        schema.BAD_TIMESTAMP,
+        schema.FUTURE_TIMESTAMP,
+    ),
+)
+DECODERS = (FIXES, REQUESTS, MATCHES, ZONES, ZONE_EVENTS)
 REASONS = tuple(dict.fromkeys(reason for decoder in DECODERS for reason in decoder.reasons))

@@ -183,4 +183,16 @@ RIDE_REQUEST_TOPIC = Setting("RIDE_REQUEST_TOPIC", "ride-requests", "Topic of ri
 RIDE_MATCH_TOPIC = Setting(
     "RIDE_MATCH_TOPIC", "ride-matches", "Topic of the matcher's answers (read it with read_committed)."
 )
+ZONES_TOPIC = Setting(
+    "ZONES_TOPIC", "zones", "Compacted topic of the zones (GeoJSON Features keyed by zone id; a tombstone deletes)."
+)
+ZONE_EVENTS_TOPIC = Setting(
+    "ZONE_EVENTS_TOPIC", "zone-events", "Topic of zone enter/exit/dwell events (read it with read_committed)."
+)
+ZONES_MAX = Setting(
+    "ZONES_MAX",
+    10_000,
+    "Most zones a dashboard or zone processor holds: POST /api/zones gets 409 once the zones topic holds this many.",
+    positive_int,
+)
 LOG_LEVEL = Setting("LOG_LEVEL", "INFO", "Log level of every process (DEBUG, INFO, WARNING).", log_level)

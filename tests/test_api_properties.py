@@ -185,3 +185,135 @@ def test_too_many_reads_get_429_and_kafka_away_503(app, reads, error, status):
                 assert (response.headers.get("Retry-After") == "2") == (status == 429)
     finally:
         reads.scan = one_fix_per_read
+
+
+# ---- zones and density: Kafka's part of a zone write is a stand-in that keeps what would be written
+
+
+@pytest.fixture(scope="module")
+def zone_writes(app):
+    """What the zone writer sent, as (zone id, value or None); nothing reaches Kafka."""
+    writes: list[tuple[str, bytes | None]] = []
+    writer = app.extensions["fleet_dashboard"].zone_writer
+    writer.send = lambda zone_id, value: writes.append((zone_id, value))
+    return writes
+
+
+coordinates = st.one_of(st.floats(-200, 200), st.floats(), st.integers(-200, 200))
+positions = st.lists(coordinates, min_size=0, max_size=3)
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), texts),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(texts, children, max_size=4)),
+    max_leaves=20,
+)
+geometries = st.one_of(
+    st.fixed_dictionaries({"type": st.just("Point"), "coordinates": positions}),
+    st.fixed_dictionaries(
+        {"type": st.just("Polygon"), "coordinates": st.lists(st.lists(positions, max_size=8), max_size=2)}
+    ),
+    json_values,
+)
+properties = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.one_of(texts, st.sampled_from(ODD_IDS), json_values),
+        "radius_m": st.one_of(st.floats(), st.integers(), texts),
+        "dwell_s": st.one_of(st.floats(), st.integers(), texts),
+        "hysteresis_m": st.one_of(st.floats(), st.integers(), texts),
+    },
+)
+SQUARE = [[-73.99, 40.74], [-73.97, 40.74], [-73.97, 40.76], [-73.99, 40.76], [-73.99, 40.74]]
+valid_features = st.builds(
+    lambda name, circle: {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [-73.98, 40.75]}
+        if circle
+        else {"type": "Polygon", "coordinates": [SQUARE]},
+        "properties": {"name": name, "radius_m": 250},
+    },
+    st.sampled_from(ODD_IDS),
+    st.booleans(),
+)
+features = st.one_of(
+    valid_features,
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["Feature", "feature"]), "geometry": geometries, "properties": properties},
+        optional={"id": json_values},
+    ),
+    json_values,
+)
+
+
+@settings(max_examples=300)
+@given(features, st.sampled_from(["application/json", "application/geo+json", "text/plain"]))
+def test_any_zone_posted_is_written_with_201_or_refused_whole_with_nothing_written(app, zone_writes, feature, mimetype):
+    written = len(zone_writes)
+    body = json.dumps(feature, allow_nan=True).encode("utf-8", "surrogatepass")
+    with app.test_client() as client:
+        response = client.post("/api/zones", data=body, headers={"Content-Type": mimetype})
+    answer = assert_whole_json(response, {201, 400, 415})
+    if response.status_code == 201:
+        assert mimetype != "text/plain" and len(zone_writes) == written + 1
+        zone_id, value = zone_writes[-1]
+        assert zone_id == answer["zone_id"] and value is not None
+        with app.test_client() as client:
+            listed = assert_whole_json(client.get("/api/zones/" + zone_id), {200})
+            assert listed["zone_id"] == zone_id and listed["drivers"] == []
+            assert assert_whole_json(client.delete("/api/zones/" + zone_id), {200})["deleted"] is True
+        assert zone_writes[-1] == (zone_id, None), "a tombstone"
+    else:
+        assert set(answer) == {"error", "detail"} and answer["error"] and answer["detail"]
+        assert len(zone_writes) == written, "a refused zone writes nothing"
+
+
+@settings(max_examples=200)
+@given(st.one_of(texts, st.sampled_from(ODD_IDS)), st.sampled_from(["GET", "DELETE"]))
+def test_any_zone_id_in_the_path_gets_the_zone_or_a_404_as_whole_json(app, zone_writes, zone_id, method):
+    path = "/api/zones/" + urllib.parse.quote(zone_id.encode("utf-8", "surrogatepass"), safe="")
+    with app.test_client() as client:
+        response = client.open(path, method=method)
+    body = assert_whole_json(response, {404, 405})  # 405: an empty id is the list, which takes no DELETE
+    assert body["error"]
+
+
+@settings(max_examples=200)
+@given(st.one_of(st.none(), texts, st.integers(-3, 20).map(str)), st.one_of(st.none(), texts, st.just("1")))
+def test_any_density_request_gets_cells_or_a_400_as_whole_json(app, resolution, boundary):
+    fields = (("resolution", resolution), ("boundary", boundary))
+    query = {k: v.encode("utf-8", "surrogatepass") for k, v in fields if v is not None}
+    with app.test_client() as client:
+        response = client.get("/api/density?" + urllib.parse.urlencode(query))
+    body = assert_whole_json(response, {200, 400})
+    if response.status_code == 200:
+        assert body["resolution"] in (7, 8, 9) and body["truncated"] is False
+        assert body["cells"] == []  # the fleet here is all drivers without a status: no supply, no riders
+    else:
+        assert set(body) == {"error"}
+
+
+@settings(max_examples=100)
+@given(st.one_of(st.none(), texts, st.sampled_from(ODD_IDS)))
+def test_any_zone_alerts_request_gets_whole_json(app, zone):
+    query = {} if zone is None else {"zone": zone.encode("utf-8", "surrogatepass")}
+    with app.test_client() as client:
+        body = assert_whole_json(client.get("/api/zone-alerts?" + urllib.parse.urlencode(query)), {200})
+    assert body == {"events": [], "counters": {}}
+
+
+def test_zones_refused_past_zones_max_get_409(app, zone_writes):
+    service = app.extensions["fleet_dashboard"]
+    writer = service.zone_writer
+    square = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-73.9, 40.7]}}
+    made = []
+    limit, writer.max_zones = writer.max_zones, len(service.zones) + 2
+    try:
+        with app.test_client() as client:
+            for n in range(3):
+                feature = {**square, "properties": {"name": f"z{n}", "radius_m": 100}}
+                made.append(client.post("/api/zones", json=feature))
+            assert [r.status_code for r in made] == [201, 201, 409]
+            assert assert_whole_json(made[-1], {409})["error"] == "too_many_zones"
+            for response in made[:2]:
+                assert client.delete("/api/zones/" + response.get_json()["zone_id"]).status_code == 200
+    finally:
+        writer.max_zones = limit

@@ -28,7 +28,7 @@ def test_compose_file_is_valid_where_docker_compose_exists():
         result = subprocess.run([*command, "config", "--quiet"], cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
     # Always: the structure a user relies on (also the only check on machines without compose).
-    assert set(COMPOSE["services"]) >= {"kafka", "dashboard", "simulator", "matcher"}
+    assert set(COMPOSE["services"]) >= {"kafka", "dashboard", "simulator", "matcher", "zones"}
 
 
 def test_kafka_is_the_apache_image_in_kraft_mode_with_a_listener_for_host_and_network():
@@ -45,7 +45,7 @@ def test_kafka_is_the_apache_image_in_kraft_mode_with_a_listener_for_host_and_ne
 
 
 def test_every_app_service_reaches_kafka_on_the_network_and_waits_for_it():
-    for name in ("dashboard", "simulator", "matcher"):
+    for name in ("dashboard", "simulator", "matcher", "zones"):
         service = COMPOSE["services"][name]
         assert service["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092", name
         assert service["depends_on"]["kafka"]["condition"] == "service_healthy", name

@@ -20,6 +20,7 @@ from fleet import decode
 from fleet.decode import INTERNAL_ERROR, Refusal
 from fleet.rides import MAX_DISTANCE_M, MAX_ETA_S, RideMatch, RideRequest, parse_commit_metadata
 from fleet.schema import MAX_FUTURE_S, MAX_SEQ, STATUSES, Fix, nests_deeper_than
+from fleet.zones import MAX_NAME_CHARS, MAX_RADIUS_M, Zone, ZoneDeleted, ZoneEvent, encode_zone
 
 NOW = 1_800_000_000.0
 FIELD_NAMES = (
@@ -39,6 +40,19 @@ FIELD_NAMES = (
     "eta_s",
     "driver_latitude",
     "driver_longitude",
+    "type",
+    "id",
+    "geometry",
+    "properties",
+    "coordinates",
+    "name",
+    "radius_m",
+    "dwell_s",
+    "hysteresis_m",
+    "zone_id",
+    "zone_name",
+    "event",
+    "source",
 )
 CONTROL = {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]}
 
@@ -93,6 +107,36 @@ def valid_match(draw: st.DrawFn) -> dict:
     }
 
 
+def valid_zone(draw: st.DrawFn) -> dict:
+    lat, lon = draw(st.floats(-80, 80)), draw(st.floats(-170, 170))
+    properties = {
+        "name": draw(st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=MAX_NAME_CHARS + 2)),
+        "dwell_s": draw(st.none() | st.floats(-1, 1e6)),
+        "hysteresis_m": draw(st.none() | st.floats(-1, 2000)),
+    }
+    if draw(st.booleans()):
+        properties["radius_m"] = draw(st.floats(-1, 2 * MAX_RADIUS_M))
+        geometry = {"type": "Point", "coordinates": [lon, lat]}
+    else:
+        corners = draw(st.lists(st.tuples(st.floats(-0.5, 0.5), st.floats(-0.5, 0.5)), min_size=3, max_size=8))
+        ring = [[lon + dx, lat + dy] for dx, dy in corners]
+        geometry = {"type": "Polygon", "coordinates": [ring + ring[:1]]}
+    return {"type": "Feature", "id": draw(st.text(max_size=70)), "geometry": geometry, "properties": properties}
+
+
+def valid_event(draw: st.DrawFn) -> dict:
+    return {
+        "driver_id": draw(st.text(min_size=1, max_size=64)),
+        "zone_id": draw(st.text(min_size=1, max_size=64)),
+        "zone_name": draw(st.text(min_size=1, max_size=MAX_NAME_CHARS)),
+        "event": draw(st.sampled_from(["enter", "exit", "dwell", "leave"])),
+        "latitude": draw(st.floats(-90, 90)),
+        "longitude": draw(st.floats(-180, 180)),
+        "timestamp": draw(st.floats(NOW - 1000, NOW + 10)),
+        "source": {"partition": draw(st.integers(-1, 100)), "offset": draw(st.integers(-1, 2**64))},
+    }
+
+
 @st.composite
 def mutated(draw: st.DrawFn, make) -> bytes:
     """A valid message with some fields replaced by arbitrary JSON, removed, or its bytes cut or flipped."""
@@ -138,7 +182,7 @@ def check(decoder: decode.Decoder, result: object, kind: type) -> None:
 
 
 def _texts(message: object) -> list[str]:
-    names = ("driver_id", "request_id", "rider_id")
+    names = ("driver_id", "request_id", "rider_id", "zone_id", "zone_name")
     return [getattr(message, n) for n in names if getattr(message, n, None) is not None]
 
 
@@ -177,6 +221,42 @@ def test_any_record_of_ride_matches_is_an_answer_or_a_documented_refusal(key, va
     if isinstance(result, RideMatch) and result.eta_s is not None:
         assert 0 <= result.eta_s <= MAX_ETA_S and 0 <= result.distance_m <= MAX_DISTANCE_M
         assert math.isfinite(3.0 * result.eta_s), "the riders' sweep multiplies it"
+
+
+@settings(max_examples=DECODER_EXAMPLES)
+@given(keys, values | mutated(valid_zone))
+@example(
+    b"z",
+    b'{"type":"Feature","properties":{"name":"x"},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,1],[1,0],[0,1],[0,0]]]}}',
+)
+@example(b"z", None)
+def test_any_record_of_zones_is_a_zone_a_deletion_or_a_documented_refusal(key, value):
+    result = decode.ZONES(key, value, NOW)
+    if isinstance(result, Refusal):
+        check(decode.ZONES, result, Zone)
+        return
+    assert key is not None
+    if isinstance(result, ZoneDeleted):
+        assert value is None and result.zone_id.encode() == key
+        return
+    assert isinstance(result, Zone) and result.zone_id.encode() == key
+    assert result.name and result.name == result.name.strip() and len(result.name) <= MAX_NAME_CHARS
+    assert not CONTROL & set(result.name + result.zone_id)
+    assert 0 <= result.hysteresis_m <= 1000 and (result.dwell_s is None or math.isfinite(result.dwell_s))
+    assert result.kind != "circle" or 0 < result.radius_m <= MAX_RADIUS_M
+    min_lat, min_lon, max_lat, max_lon = result.bounds
+    assert -90 <= min_lat <= max_lat <= 90 and -180 <= min_lon <= max_lon <= 180
+    assert decode.ZONES(key, encode_zone(result), NOW) == result, "what is stored reads back the same"
+
+
+@settings(max_examples=DECODER_EXAMPLES)
+@given(keys, values | mutated(valid_event))
+def test_any_record_of_zone_events_is_an_event_or_a_documented_refusal(key, value):
+    result = decode.ZONE_EVENTS(key, value, NOW)
+    check(decode.ZONE_EVENTS, result, ZoneEvent)
+    if isinstance(result, ZoneEvent):
+        assert result.event in ("enter", "exit", "dwell") and result.partition >= 0 and result.offset >= 0
+        assert key is None or key == result.driver_id.encode()
 
 
 @given(st.none() | st.text(max_size=300) | json_values.map(json.dumps))

@@ -18,11 +18,13 @@ from fleet.settings import Setting, SettingError
 from matcher.settings import MatcherSettings
 from simulator.settings import SimulatorSettings
 from tests.conftest import PYTHON, ROOT, free_port
+from zones.settings import ZonesSettings
 
 PROCESSES = {
     "dashboard": DashboardSettings,
     "simulator": SimulatorSettings,
     "matcher": MatcherSettings,
+    "zones": ZonesSettings,
     "broker": BrokerSettings,
 }
 
@@ -50,6 +52,7 @@ def test_help_names_every_setting_with_its_environment_variable_and_default(proc
         ("dashboard", "--port=0", {"DASHBOARD_TICK_MS": "fast"}),
         ("simulator", "--drivers=-3", {"SIMULATOR_INTERVAL": "nan"}),
         ("matcher", "--max-wait-s=never", {"MATCHER_PARTITIONS": "0"}),
+        ("zones", "--partitions=0", {"ZONES_DEAD_LETTER": "sometimes"}),
         ("broker", "--port=70000", {"BROKER_HEAP": "lots"}),
     ],
 )

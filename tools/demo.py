@@ -1,5 +1,8 @@
-"""`make demo`: start Kafka (unless KAFKA_BOOTSTRAP_SERVERS names one), the dashboard, the matcher and the
-simulator, print the URL, and stop everything it started on Ctrl-C.
+"""`make demo`: start Kafka (unless KAFKA_BOOTSTRAP_SERVERS names one), the dashboard, the matcher, the zone
+processor and the simulator, print the URL, and stop everything it started on Ctrl-C.
+
+Two example zones are written to the ``zones`` topic the first time (a polygon and a circle in the
+simulator's area, where its drivers roam), so the map shows zones and alerts from the start.
 
 Before it starts anything it looks for a demo already running and for a taken dashboard port: then it
 says where and how to stop the other one and exits with 1, touching nothing. A child that exits makes
@@ -22,18 +25,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka.errors import KafkaError  # noqa: E402
+
 from broker.cluster import LocalCluster  # noqa: E402
 from broker.local import LocalBroker, port_in_use, process_alive  # noqa: E402
 from broker.settings import WORK_DIR, BrokerSettings  # noqa: E402
+from bus.clients import ensure_topics  # noqa: E402
 from bus.runtime import install_shutdown  # noqa: E402
 from dashboard.settings import DashboardSettings  # noqa: E402
 from fleet.errors import FleetError  # noqa: E402
-from fleet.settings import KAFKA_BOOTSTRAP_SERVERS  # noqa: E402
+from fleet.geo import AREAS, BBox  # noqa: E402
+from fleet.settings import KAFKA_BOOTSTRAP_SERVERS, ZONES_TOPIC  # noqa: E402
+from fleet.zones import Zone, encode_zone, parse_zone  # noqa: E402
+from simulator.settings import SimulatorSettings  # noqa: E402
 
 # Each process of the demo, in start order.
 COMPONENTS = [
     ("dashboard", ["-m", "dashboard"]),
     ("matcher", ["-m", "matcher"]),
+    ("zones", ["-m", "zones"]),
     # A dozen riders a minute keeps a 200-driver fleet busy without running out of free drivers.
     ("simulator", ["-m", "simulator", "--riders-per-minute", "12"]),
 ]
@@ -116,6 +127,79 @@ def start_cluster(cluster: LocalCluster) -> tuple[str, Callable[[], object] | No
     return cluster.bootstrap, cluster.stop
 
 
+def example_zones(area: BBox) -> list[Zone]:
+    """A station-sized polygon at the area's centre and a queue-sized circle a quarter of the way in from its
+    south-west corner: the simulator's drivers cross both within minutes."""
+    lat = (area.min_lat + area.max_lat) / 2
+    lon = (area.min_lon + area.max_lon) / 2
+    d_lat, d_lon = 0.0025, 0.0035  # ~280 m by ~300 m at New York's latitude
+    station = [
+        [lon - d_lon, lat - d_lat],
+        [lon + d_lon, lat - d_lat],
+        [lon + d_lon, lat + d_lat],
+        [lon - d_lon, lat + d_lat],
+    ]
+    queue_lat = area.min_lat + (area.max_lat - area.min_lat) / 4
+    queue_lon = area.min_lon + (area.max_lon - area.min_lon) / 4
+    return [
+        parse_zone(
+            {
+                "type": "Feature",
+                "properties": {"name": "Central station", "hysteresis_m": 20},
+                "geometry": {"type": "Polygon", "coordinates": [station + station[:1]]},
+            },
+            "demo-central-station",
+        ),
+        parse_zone(
+            {
+                "type": "Feature",
+                "properties": {"name": "Airport queue", "radius_m": 400, "dwell_s": 60, "hysteresis_m": 30},
+                "geometry": {"type": "Point", "coordinates": [queue_lon, queue_lat]},
+            },
+            "demo-airport-queue",
+        ),
+    ]
+
+
+def write_example_zones(bootstrap: str, env: dict[str, str]) -> None:
+    """The example zones, unless the zones topic holds them already (deleted ones stay deleted)."""
+    topic = ZONES_TOPIC.read(env)
+    try:
+        simulator = SimulatorSettings.from_env(env)
+        area = simulator.bbox or AREAS[simulator.area]
+    except FleetError:  # the simulator itself will say what is wrong
+        area = AREAS["nyc"]
+    servers = bootstrap.split(",")
+    admin = KafkaAdminClient(bootstrap_servers=servers)
+    try:
+        ensure_topics(admin, {topic: 1}, {"cleanup.policy": "compact"})
+    finally:
+        admin.close()
+    seen: set[str] = set()
+    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        deadline = time.monotonic() + 10
+        while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                seen.update(r.key.decode("utf-8", "replace") for r in records if r.key is not None)
+    finally:
+        consumer.close()
+    missing = [zone for zone in example_zones(area) if zone.zone_id not in seen]
+    if not missing:
+        return
+    producer = KafkaProducer(bootstrap_servers=servers, acks="all")
+    try:
+        for zone in missing:
+            producer.send(topic, key=zone.zone_id.encode("utf-8"), value=encode_zone(zone)).get(timeout=10)
+    finally:
+        producer.close()
+    say(f"wrote the example zones {', '.join(repr(z.name) for z in missing)} to {topic}")
+
+
 def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and process.poll() is None:
@@ -172,6 +256,12 @@ def main() -> int:
     try:
         bootstrap, stop_kafka = start_kafka()
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
+        try:
+            write_example_zones(bootstrap, env)
+        except KafkaError as e:  # the demo runs without them
+            say(f"could not write the example zones ({type(e).__name__}: {e}); going on without them")
+        if stop.is_set():
+            return 0
         return run_children(env, dashboard.url, stop)
     except FleetError as e:  # the broker could not start (its port taken, no Java...)
         say(f"error: {e}")

@@ -25,6 +25,7 @@ SETTINGS_MODULES = [
     "dashboard.settings",
     "dashboard.replicas_settings",
     "matcher.settings",
+    "zones.settings",
 ]
 
 

@@ -5,7 +5,9 @@
 // can be done from the keyboard: the shortcuts are in _bindKeys and on the page's ? sheet.
 
 import { io } from "socket.io-client";
+import { Alerts } from "./alerts.js";
 import { KafkaCluster } from "./cluster.js";
+import { Density } from "./density.js";
 import { Fleet, latitudeOf, longitudeOf } from "./fleet.js";
 import { FleetLayer } from "./layer.js";
 import { Layout } from "./layout.js";
@@ -18,6 +20,7 @@ import { Search } from "./search.js";
 import { Shortcuts } from "./shortcuts.js";
 import { Theme } from "./theme.js";
 import { DriverTrack } from "./track.js";
+import { Zones } from "./zones.js";
 
 // No frame for this long while connected: the badge says "stale".
 const STALE_CONNECTION_MS = 5000;
@@ -54,8 +57,21 @@ class LivePage {
     this.panel = new Panel();
     this.card = new Card();
     this.riderCard = new RiderCard();
-    this.track = new DriverTrack(map, () => this.serverNowS(), (bounds) => this._fitTrack(bounds));
+    this.track = new DriverTrack(
+      map,
+      () => this.serverNowS(),
+      (bounds) => this._fitTrack(bounds),
+      (t) => this.replay.seek(t),
+    );
     this.shortcuts = new Shortcuts();
+    // Zones, their alerts and the supply-and-demand hexagons (issue #14): zones.js, alerts.js, density.js.
+    this.alerts = new Alerts((event) => this._pickAlert(event));
+    this.zones = new Zones(
+      map,
+      (zones) => this.alerts.setZones(zones),
+      (drawing) => this.layout.compact && this.panel.setCollapsed(drawing), // on a phone the map needs the room
+    );
+    this.density = new Density(map);
     this.cluster = new KafkaCluster(document.getElementById("kafka-cluster"));
     this.layout = new Layout({
       panel: this.panel.root,
@@ -120,6 +136,7 @@ class LivePage {
       this.lastFrameAt = performance.now();
       this._showConnection();
       if (this.replay) this.replay.reconnected(performance.now());
+      this.alerts.connected();
     });
     socket.on("disconnect", (reason) => {
       this.connected = false;
@@ -139,6 +156,9 @@ class LivePage {
     socket.on("stats", (payload) => this._onStats(payload));
     socket.on("riders", (payload) => this._onRiders(payload));
     socket.on("replay_refused", (payload) => this.replay.refused(payload || {}));
+    socket.on("zones", (payload) => this._speaks(payload) && this.zones.update(payload));
+    socket.on("zone_counts", (payload) => this._speaks(payload) && this.zones.updateCounts(payload));
+    socket.on("zone_alerts", (payload) => this._onZoneAlerts(payload));
     return socket;
   }
 
@@ -187,13 +207,31 @@ class LivePage {
     this.panel.showStats(payload);
   }
 
+  // Live riders when live; while replaying, the riders of this seek's replay (the server replays them too).
   _onRiders(payload) {
-    if (!this._speaks(payload) || this.replay.active) return; // riders are not replayed
-    this._clock(payload.t);
+    if (!this._speaks(payload) || !this.replay.accepts(payload)) return;
+    if (!payload.replay) this._clock(payload.t);
     this.riders.replace(payload);
     this.panel.showRiders(payload);
     if (this.riderCard.open) this._refreshRiderCard();
     document.body.dataset.riders = String(this.riders.list.length);
+  }
+
+  // Zone events (live, also while the map replays) and the last hour's counts per zone.
+  _onZoneAlerts(payload) {
+    if (!this._speaks(payload)) return;
+    this.alerts.update(payload);
+    this.zones.setCounters(this.alerts.counters);
+  }
+
+  // A click in the alert feed: select the driver and fly to it, as the search does; a driver the map no longer
+  // holds is shown where the event happened.
+  _pickAlert(event) {
+    if (this.select(event.driver_id, true)) return;
+    if (Number.isFinite(event.latitude) && Number.isFinite(event.longitude)) {
+      const zoom = Math.max(this.map.getZoom(), FOLLOW_ZOOM);
+      this.map.setView([event.latitude, event.longitude], zoom, { animate: !this.lessMotion });
+    }
   }
 
   // A frame's clock: the server's time when live, the replayed time (and speed, for the glide) when replaying.
@@ -203,16 +241,22 @@ class LivePage {
     this.fleet.timeScale = payload.replay ? payload.replay.speed : 1;
   }
 
-  // Replay started, moved, paused or ended: the time bar, the badge, and riders hidden while replaying.
+  // Replay started, moved, paused or ended: the time bar, the badge, and the riders of the other time
+  // cleared until the riders of this one arrive (with the replay's first snapshot, or live's).
   _replayChanged() {
     this.timebar.update();
     this._showConnection();
-    if (this.replay.active) {
+    const mode = `${this.replay.mode}:${this.replay.id}`;
+    if (mode !== this.ridersMode) {
+      this.ridersMode = mode;
       this.riders.replace({ riders: [], counts: null });
-      this.panel.showRiders({ counts: {}, kafka: { error: "Riders are not replayed." } });
+      this.panel.showRiders({ counts: {} });
       if (this.riderCard.open) this.deselectRider();
     }
     document.body.dataset.replay = this.replay.mode;
+    document.getElementById("subtitle-mode").textContent = this.replay.active ? "replaying" : "live";
+    if (this.track) this.track.follow(this.replay.now(performance.now()));
+    if (this.density) this.density.setReplaying(this.replay.active);
     this.redraw = true;
   }
 
@@ -275,6 +319,8 @@ class LivePage {
     this.layer.setPalette(palette);
     this.riderPainter.setPalette(palette);
     if (this.trail) this.trail.setStyle({ color: palette.trail });
+    this.zones.setTheme();
+    this.density.setTheme();
     // folium's grid reads its line colours from page.css when it draws a tile: draw the tiles again.
     this.map.eachLayer((layer) => {
       if (layer instanceof L.GridLayer && layer.options.className === "grid-background") layer.redraw();
@@ -286,6 +332,7 @@ class LivePage {
   _everySecond() {
     this._showConnection();
     this.timebar.update();
+    this.track.follow(this.replay.now(performance.now()));
     this.panel.showMeters(this.latency.take(), this.frameRate.take(performance.now()));
     this._refreshPanel();
     const riders = this.riders.counts;
@@ -523,6 +570,7 @@ class LivePage {
       if (ev.originalEvent.key.startsWith("Arrow") && this.followId !== null) this._unfollow();
     });
     map.on("click", (ev) => {
+      if (this.zones.drawing) return; // the click places a corner of a zone
       const rider = this.riderPainter.riderAt(ev.containerPoint); // pins are drawn over the drivers
       const slot = rider === null ? this.layer.slotAt(ev.containerPoint) : -1;
       const onTrack = rider === null && slot < 0 ? this.track.pointNear(ev.containerPoint) : -1; // its time
@@ -605,6 +653,8 @@ class LivePage {
         ev.preventDefault();
         const seconds = ev.shiftKey ? STEPS_S.large : STEPS_S.small;
         this.replay.step(ev.key === "ArrowLeft" ? -seconds : seconds, performance.now());
+      } else if (ev.key === "Escape" && (this.zones.drawing || this.zones.form.contains(ev.target))) {
+        this.zones.escape(); // stop drawing, or drop the shape that waits for a name
       } else if (ev.key === "Escape") {
         this._escape(ev.target, typing);
       }
@@ -652,6 +702,8 @@ class LivePage {
       trackPoints: () => this.track.points.length,
       trackLines: () => this.track.lines,
       trackPointAt: (i) => this.track.pointAt(i),
+      /** Whether the track's ring marks the replayed time on the line. */
+      trackCursor: () => this.track.cursorShown,
       /** Container pixels where a driver was drawn in the last frame, or null. */
       drawnAt: (driverId) => {
         const slot = this.fleet.slotOf(driverId);
@@ -673,6 +725,10 @@ class LivePage {
       gliding: () => this.fleet.glide,
       /** Where the panel is: "bottom" (a phone's sheet), "side"; and whether the legend and cards are in it. */
       layout: () => ({ sheet: this.layout.bottomSheet ? "bottom" : "side", compact: this.layout.compact }),
+      /** Zones held and the names on the map; the alert feed and toast; the density layer. */
+      zones: () => this.zones.debug(),
+      alerts: () => this.alerts.debug(),
+      density: () => this.density.debug(),
       /** "live", "seeking" or "replay"; the replayed epoch seconds (null when live), speed and whether it plays. */
       replay: () => ({
         mode: this.replay.mode,

@@ -1,0 +1,5 @@
+import sys
+
+from zones.cli import main
+
+sys.exit(main())
