@@ -26,16 +26,26 @@ import threading
 import time
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
-from typing import IO, Any
+from typing import IO
 from wsgiref.simple_server import WSGIServer
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import FencedInstanceIdError, KafkaError, ProducerFencedError, TransactionAbortedError
+from kafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    TransactionAbortedError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from bus import transactions
-from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, connect, ensure_topics
+from bus.clients import (
+    BOOTSTRAP_TIMEOUT_MS,
+    RECONNECT_BACKOFF_MAX_MS,
+    ForwardRebalance,
+    connect,
+    ensure_topics,
+    opened,
+)
 from bus.deadletter import (
     DLQ_MAX_MESSAGE_BYTES,
     DeadLetterSink,
@@ -64,6 +74,8 @@ log = logging.getLogger(__name__)
 LOOKBACK_MARGIN_S = 60.0
 POLL_MS = 20
 STATE_MAX_RECORDS = 5000
+# A resync's offset look-ups wait this long at most; one that times out gets a new state consumer (below).
+LOOKUP_TIMEOUT_MS = 10_000
 REQUEST_MAX_RECORDS = 1000
 # A matcher that dies is replaced (its partitions reassigned) after this long; one restarted
 # with the same instance id takes its partitions back at once (static group membership).
@@ -134,39 +146,6 @@ def stats_line(
         f"({evicted} evicted by the cap), {len(pool.index)} free, {len(pool.reservations)} reserved; "
         f"{delta.fixes} fixes, {delta.transactions} transactions ({commit_ms:.0f} ms each)"
     )
-
-
-def _opened(client: Any, what: str) -> Any:
-    if client is None:
-        raise RuntimeError(f"the matcher's {what} is not open (start_up() opens it)")
-    return client
-
-
-def is_fenced(error: BaseException, producer: KafkaProducer | None = None) -> bool:
-    """Another producer or group member took this instance's id.
-
-    kafka-python raises the fencing error once, then a plain KafkaError for every later transactional
-    call; the typed error stays the transaction manager's ``last_error``, so that is looked at too.
-    """
-    manager = getattr(producer, "_transaction_manager", None)
-    candidates = (error, error.__cause__, *error.args, getattr(manager, "last_error", None))
-    return any(isinstance(c, (ProducerFencedError, FencedInstanceIdError)) for c in candidates)
-
-
-class Rebalance(ConsumerRebalanceListener):
-    """Forwards the request consumer's rebalance callbacks (they run while poll() is blocked)."""
-
-    def __init__(self, service: MatcherService) -> None:
-        self.service = service
-
-    def on_partitions_revoked(self, revoked) -> None:
-        self.service.on_revoked(revoked)
-
-    def on_partitions_assigned(self, assigned) -> None:
-        self.service.on_assigned(assigned)
-
-    def on_partitions_lost(self, lost) -> None:
-        self.service.on_lost(lost)
 
 
 class MatcherService:
@@ -272,14 +251,7 @@ class MatcherService:
             ensure_topics(self.admin, dict.fromkeys(topics, config.partitions))
             ensure_dead_letter_topic(self.admin, config.request_topic)
             self._producer = self.open_producer()
-            self._state_consumer = KafkaConsumer(
-                bootstrap_servers=servers,
-                isolation_level="read_committed",
-                enable_auto_commit=False,
-                max_poll_records=STATE_MAX_RECORDS,
-                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
-            )
+            self._state_consumer = self.open_state_consumer()
             self._request_consumer = KafkaConsumer(
                 bootstrap_servers=servers,
                 group_id=config.group_id,
@@ -296,7 +268,7 @@ class MatcherService:
         except KafkaError:
             self.close_clients()
             raise
-        self.request_consumer.subscribe([config.request_topic], listener=Rebalance(self))
+        self.request_consumer.subscribe([config.request_topic], listener=ForwardRebalance(self))
         return self
 
     def open_producer(self) -> KafkaProducer:
@@ -323,6 +295,30 @@ class MatcherService:
     def new_producer(self) -> KafkaProducer | None:
         """A new transactional producer, retried until Kafka answers (None if stopped first)."""
         return connect(self.open_producer, "matcher producer", self.config.bootstrap_servers, self.stop)
+
+    def open_state_consumer(self) -> KafkaConsumer:
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap_list(self.config.bootstrap_servers),
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            max_poll_records=STATE_MAX_RECORDS,
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+        )
+
+    def replace_state_consumer(self, why: str) -> None:
+        """A new state consumer, reading the drivers again from ``driver_max_age_s`` ago: measured in the
+        leader-kill test, kafka-python's consumer could keep timing out on ``offsets_for_times`` for minutes
+        after a broker's restart, with the cluster whole again, and the matcher resynced in vain meanwhile."""
+        log.warning("%s; starting a new state consumer", why)
+        new = self.open_state_consumer()  # if Kafka refuses, the old one stays and the next resync tries again
+        old, self._state_consumer = self._state_consumer, new
+        if old is not None:
+            try:
+                old.close()
+            except KafkaError as e:
+                log.info("the old state consumer did not close cleanly (%s: %s)", type(e).__name__, e)
+        self.start_state_consumer()
 
     def start_state_consumer(self) -> None:
         """Read every partition of driver-location from ``driver_max_age_s`` ago, and of ride-matches."""
@@ -355,21 +351,21 @@ class MatcherService:
 
     @property
     def admin(self) -> KafkaAdminClient:
-        return _opened(self._admin, "admin client")
+        return opened(self._admin, "matcher's admin client")
 
     @property
     def producer(self) -> KafkaProducer:
-        return _opened(self._producer, "producer")
+        return opened(self._producer, "matcher's producer")
 
     @property
     def state_consumer(self) -> KafkaConsumer:
         """driver-location and ride-matches, every partition (no group)."""
-        return _opened(self._state_consumer, "state consumer")
+        return opened(self._state_consumer, "matcher's state consumer")
 
     @property
     def request_consumer(self) -> KafkaConsumer:
         """ride-requests, this instance's partitions in the matchers' group."""
-        return _opened(self._request_consumer, "request consumer")
+        return opened(self._request_consumer, "matcher's request consumer")
 
     # ---- one turn of the loop
 
@@ -378,7 +374,11 @@ class MatcherService:
             now = time.time()
             self.apply_state(self.state_consumer.poll(timeout_ms=0, max_records=STATE_MAX_RECORDS), now)
             if self.lifecycle.phase is Phase.RESYNC_WANTED:
-                self.begin_resync()
+                try:
+                    self.begin_resync()
+                except KafkaTimeoutError:
+                    self.replace_state_consumer("the resync's offset look-ups timed out")
+                    raise
             if self.lifecycle.phase is Phase.RESYNCING:
                 self.try_finish_resync()
             batch = self.request_consumer.poll(timeout_ms=POLL_MS, max_records=REQUEST_MAX_RECORDS)
@@ -529,7 +529,7 @@ class MatcherService:
         """After a Kafka error: stop if another instance took our id, else abort and resync."""
         if self.lifecycle.phase is Phase.FENCED:
             return
-        if is_fenced(error, self._producer):
+        if transactions.is_fenced(error, self._producer):
             self.lifecycle.fence(
                 f"another matcher runs with instance id {self.config.instance!r} in group "
                 f"{self.config.group_id!r} ({type(error).__name__}); give each one its own --instance-id"
@@ -582,7 +582,7 @@ class MatcherService:
                 try:
                     transactions.abort(self.producer, TRANSACTION_WAIT_S)
                 except KafkaError as e:
-                    if is_fenced(e, self._producer):
+                    if transactions.is_fenced(e, self._producer):
                         self.recover(e)
                         return
                     self.replace_producer(f"abort failed ({type(e).__name__})")
@@ -691,7 +691,7 @@ class MatcherService:
         return [TopicPartition(topic, n) for n in sorted(numbers)]
 
     def seek_to_time(self, partitions: list[TopicPartition], timestamp_ms: int) -> None:
-        found = self.state_consumer.offsets_for_times(dict.fromkeys(partitions, timestamp_ms))
+        found = self.state_consumer.offsets_for_times(dict.fromkeys(partitions, timestamp_ms), LOOKUP_TIMEOUT_MS)
         for tp in partitions:
             if found.get(tp) is None:
                 self.state_consumer.seek_to_end(tp)

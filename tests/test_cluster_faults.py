@@ -98,9 +98,12 @@ class Fleet:
     def restart_matcher(self) -> None:
         self.matcher = start_matcher(self.bootstrap, self.topics, f"fault-{self.name}", fresh_log=False)
 
-    def finish(self, timeout_s: float = 120) -> Outcome:
-        """Wait for the simulator's run to end, the matcher to commit every request, and read it all back."""
+    def finish(self, timeout_s: float = 120, now: bool = False) -> Outcome:
+        """Wait for the simulator's run to end (``now``: end it with SIGTERM, which still waits for every fix to
+        be acknowledged), the matcher to commit every request, and read it all back."""
         assert self.simulator is not None and self.simulator.popen is not None
+        if now:
+            self.simulator.popen.send_signal(signal.SIGTERM)
         self.simulator.popen.wait(timeout=timeout_s)
         summary = read_summary(self.simulator.log())
         assert summary is not None, f"the simulator printed no summary:\n{self.simulator.log()[-2000:]}"
@@ -272,7 +275,7 @@ def test_a_rolling_restart_of_every_node_loses_nothing(whole_cluster: LocalClust
     fleet = Fleet(bootstrap, "rolling")
     fleets.append(fleet)
     health = HealthWatch(fleet.base, interval_s=0.25)
-    fleet.drive(drivers=2000, riders_per_s=50, seconds=75)
+    fleet.drive(drivers=2000, riders_per_s=50, seconds=90)  # at most: it ends 3 s after the last restart
     time.sleep(5)
     started_at = time.time()
     restarts = []
@@ -282,7 +285,8 @@ def test_a_rolling_restart_of_every_node_loses_nothing(whole_cluster: LocalClust
         whole_cluster.start_node(node)
         assert wait_fully_replicated(bootstrap, 60), f"replicas back in sync after node {node} restarted"
         restarts.append(time.monotonic() - began)
-    outcome = fleet.finish()
+    time.sleep(3)
+    outcome = fleet.finish(now=True)
     recovered = healthy_again_after(health, started_at)
     health.stop()
     drivers = all_drivers(fleet.base)
