@@ -190,9 +190,11 @@ def supply_and_demand() -> Response:
     try:
         resolution = density.parse_resolution(request.args.get("resolution"))
         boundary = density.parse_flag("boundary", request.args.get("boundary"))
+        bbox = density.parse_bbox(request.args.get("bbox"))
     except ValueError as e:
         return json_response({"error": str(e)}, 400)
-    return _not_cached(Response(dashboard().density_text(resolution, boundary), mimetype="application/json"))
+    body = dashboard().density_text(resolution, boundary, bbox)
+    return _not_cached(Response(body, mimetype="application/json"))
 
 
 @api.get("/healthz")

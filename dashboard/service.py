@@ -270,9 +270,13 @@ class Dashboard:
     def counts_payload(self) -> dict[str, Any]:
         return {"inside": {zone.zone_id: self.inside.get(zone.zone_id).counts_json() for zone in self.zones}}
 
-    def density_text(self, resolution: int, boundary: bool) -> str:
+    def density_text(self, resolution: int, boundary: bool, bbox: density.BBox | None = None) -> str:
         """``GET /api/density``'s body; one encoding per resolution and boundary serves every request of
-        the same half second (a page asks once a second)."""
+        the same half second (a page asks once a second). A ``bbox`` (each page's own view) is encoded per
+        request from the same counts and the cells' cached texts."""
+        if bbox is not None:
+            result, updated_at = self.density(resolution)
+            return result.to_json_text(updated_at, boundary, bbox)
         key = (resolution, boundary)
         cached = self._density_text.get(key)
         if cached is not None and time.monotonic() - cached[0] < DENSITY_CACHE_S:

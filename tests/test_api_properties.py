@@ -276,10 +276,19 @@ def test_any_zone_id_in_the_path_gets_the_zone_or_a_404_as_whole_json(app, zone_
     assert body["error"]
 
 
+bboxes = st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=3, max_size=5).map(
+    lambda values: ",".join(map(str, values))
+)
+
+
 @settings(max_examples=200)
-@given(st.one_of(st.none(), texts, st.integers(-3, 20).map(str)), st.one_of(st.none(), texts, st.just("1")))
-def test_any_density_request_gets_cells_or_a_400_as_whole_json(app, resolution, boundary):
-    fields = (("resolution", resolution), ("boundary", boundary))
+@given(
+    st.one_of(st.none(), texts, st.integers(-3, 20).map(str)),
+    st.one_of(st.none(), texts, st.just("1")),
+    st.one_of(st.none(), texts, bboxes),
+)
+def test_any_density_request_gets_cells_or_a_400_as_whole_json(app, resolution, boundary, bbox):
+    fields = (("resolution", resolution), ("boundary", boundary), ("bbox", bbox))
     query = {k: v.encode("utf-8", "surrogatepass") for k, v in fields if v is not None}
     with app.test_client() as client:
         response = client.get("/api/density?" + urllib.parse.urlencode(query))

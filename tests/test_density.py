@@ -7,7 +7,7 @@ import json
 import h3
 import pytest
 
-from fleet.density import DEFAULT_RESOLUTION, density, parse_flag, parse_resolution
+from fleet.density import DEFAULT_RESOLUTION, density, parse_bbox, parse_flag, parse_resolution
 
 TIMES_SQUARE = (40.758, -73.9855)
 JFK = (40.6413, -73.7781)
@@ -94,3 +94,23 @@ def test_the_fast_encoding_is_the_same_json():
         "truncated": False,
         "updated_at": 2.0,
     }
+
+
+def test_a_bbox_keeps_the_cells_of_the_view_and_those_one_cell_beyond_it():
+    result = density([TIMES_SQUARE, JFK], [], 8)
+    midtown = (-74.0, 40.75, -73.97, 40.77)  # west, south, east, north: Times Square, not JFK
+    shown = json.loads(result.to_json_text(1.0, bbox=midtown))["cells"]
+    assert [c["cell"] for c in shown] == [h3.latlng_to_cell(*TIMES_SQUARE, 8)]
+    just_west_of_times_square = (-73.99, 40.75, -73.987, 40.77)  # the cell's centre 400 m east: still drawn
+    assert len(json.loads(result.to_json_text(1.0, bbox=just_west_of_times_square))["cells"]) == 1
+    far_away = (2.2, 48.8, 2.4, 48.9)
+    assert json.loads(result.to_json_text(1.0, bbox=far_away))["cells"] == []
+
+
+def test_a_bbox_is_four_numbers_west_south_east_north_clamped_to_the_world():
+    assert parse_bbox(None) is None
+    assert parse_bbox("-74.1,40.6,-73.7,40.9") == (-74.1, 40.6, -73.7, 40.9)
+    assert parse_bbox("-400,-95,400,95") == (-180.0, -90.0, 180.0, 90.0), "a map zoomed out past the world"
+    for bad in ("", "1,2,3", "1,2,3,4,5", "a,b,c,d", "nan,0,1,1", "0,0,inf,1", "2,0,1,1", "0,2,1,1"):
+        with pytest.raises(ValueError, match="bbox must be"):
+            parse_bbox(bad)

@@ -58,8 +58,10 @@ class Service:
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen | None = None
+        self.started_at = time.monotonic()
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
         log = open(self.log_path, "a")  # noqa: SIM115 - the child holds it; closed right after the fork
         try:
             self.process = subprocess.Popen(
@@ -80,6 +82,10 @@ class Service:
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def ran_for(self, seconds: float) -> None:
+        """Wait until this process has run for ``seconds`` (a simulator's history to replay)."""
+        time.sleep(max(0.0, seconds - (time.monotonic() - self.started_at)))
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -35,12 +35,16 @@ def drawn_positions(page) -> dict:
     return dict(page.debug("ids().map(id => [id, fleetDebug.drawnAt(id)])"))
 
 
-def test_one_page_replays_and_scrubs_while_another_stays_live_then_goes_live_again(dashboard, open_page):  # noqa: F811
+def test_one_page_replays_and_scrubs_while_another_stays_live_then_goes_live_again(
+    dashboard,  # noqa: F811
+    open_page,  # noqa: F811
+    simulator,  # noqa: F811
+):
     live = open_page(dashboard + "/")
     replayer = open_page(dashboard + "/")
     for page in (live, replayer):
         page.wait_drawn(held_by(dashboard))
-    time.sleep(6)  # seconds of history to replay
+    simulator.ran_for(10)  # seconds of history to replay
     page = replayer.page
     target = time.time() - 5
     scrub = """t => { const range = document.getElementById('timebar-range');
@@ -103,11 +107,11 @@ def test_one_page_replays_and_scrubs_while_another_stays_live_then_goes_live_aga
     assert replayer.policy_violations() == []
 
 
-def test_ten_seconds_back_replays_the_whole_fleet_and_says_so(dashboard, open_page):  # noqa: F811
+def test_ten_seconds_back_replays_the_whole_fleet_and_says_so(dashboard, open_page, simulator):  # noqa: F811
     """Also the screenshot docs/screenshot-replay.png is copied from (test-artifacts/page/screenshot-replay.png)."""
     page = open_page(dashboard + "/")
     page.wait_drawn(held_by(dashboard))
-    time.sleep(12)
+    simulator.ran_for(14)  # more than the ten seconds it steps back
     page.page.click("#replay-back-10")
     page.page.wait_for_function("() => fleetDebug.replay().mode === 'replay'", timeout=10000)
     page.wait_drawn(DRIVERS)

@@ -373,7 +373,9 @@ export class Density {
     this.controller = new AbortController();
     try {
       const boundary = this.corners ? "" : "&boundary=1";
-      const response = await fetch(`api/density?resolution=${resolution}${boundary}`, {
+      // Only the cells of the view (and a margin for a small pan): a city at resolution 9 is ten times more.
+      const bbox = this.map.getBounds().pad(0.25).toBBoxString();
+      const response = await fetch(`api/density?resolution=${resolution}${boundary}&bbox=${bbox}`, {
         cache: "no-store",
         signal: this.controller.signal,
       });
