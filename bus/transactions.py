@@ -12,10 +12,14 @@ starts a new one, whose ``init_transactions`` finishes or aborts what was left o
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import FencedInstanceIdError, KafkaTimeoutError, ProducerFencedError
+from kafka.errors import FencedInstanceIdError, KafkaError, KafkaTimeoutError, ProducerFencedError
+
+log = logging.getLogger(__name__)
 
 
 class TransactionTimedOut(KafkaTimeoutError):  # type: ignore[misc]  # kafka-python is untyped
@@ -53,3 +57,31 @@ def is_fenced(error: BaseException, producer: KafkaProducer | None = None) -> bo
     manager = getattr(producer, "_transaction_manager", None)
     candidates = (error, error.__cause__, *error.args, getattr(manager, "last_error", None))
     return any(isinstance(c, (ProducerFencedError, FencedInstanceIdError)) for c in candidates)
+
+
+def abort_or_replace(
+    producer: KafkaProducer, coordinator_lost: bool, replace: Callable[[str], None], timeout_s: float
+) -> KafkaError | None:
+    """Settle the open transaction: abort it, or, when its coordinator did not answer (``coordinator_lost``:
+    an abort would wait in vain too) or the abort fails, ``replace(why)`` starts a new producer with the same
+    transactional id, whose ``init_transactions`` completes or aborts what was left open. Returns the error of
+    an abort refused because another instance took this one's id (the caller stops), else None."""
+    if coordinator_lost:
+        replace("the transaction coordinator did not answer")
+        return None
+    try:
+        abort(producer, timeout_s)
+    except KafkaError as e:
+        if is_fenced(e, producer):
+            return e
+        replace(f"abort failed ({type(e).__name__})")
+    return None
+
+
+def discard(producer: KafkaProducer) -> None:
+    """Close a producer being replaced; it is dropped whatever happens (measured: its flush times out when
+    the broker just came back), so a failure to close is logged, not raised."""
+    try:
+        producer.close(timeout=1)
+    except KafkaError as e:
+        log.info("the old producer did not close cleanly (%s: %s)", type(e).__name__, e)

@@ -543,10 +543,7 @@ class MatcherService:
         """Close the producer and start a new one with the same transactional id: its ``init_transactions``
         completes or aborts whatever the old one left open."""
         log.warning("%s; starting a new producer, which settles the open transaction", why)
-        try:
-            self.producer.close(timeout=1)
-        except KafkaError as e:  # measured: its flush times out when the broker just came back; it is dropped anyway
-            log.info("the old producer did not close cleanly (%s: %s)", type(e).__name__, e)
+        transactions.discard(self.producer)
         self._producer = self.new_producer()
         if self._producer is None:  # stopped while Kafka was away
             self.stop.set()
@@ -576,16 +573,12 @@ class MatcherService:
         unknown and an abort would wait in vain too; a new producer settles it instead.
         """
         if self.lifecycle.in_transaction:
-            if producer_lost:
-                self.replace_producer("the transaction coordinator did not answer")
-            else:
-                try:
-                    transactions.abort(self.producer, TRANSACTION_WAIT_S)
-                except KafkaError as e:
-                    if transactions.is_fenced(e, self._producer):
-                        self.recover(e)
-                        return
-                    self.replace_producer(f"abort failed ({type(e).__name__})")
+            fenced = transactions.abort_or_replace(
+                self.producer, producer_lost, self.replace_producer, TRANSACTION_WAIT_S
+            )
+            if fenced is not None:
+                self.recover(fenced)
+                return
         self.lifecycle.aborted()
         self.matcher.rollback(time.time())
         self.committed_positions = {}

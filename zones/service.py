@@ -482,16 +482,12 @@ class ZonesService:
         and the fixes are read again from the committed offsets."""
         self.counts.aborts += 1
         if self.in_transaction:
-            if producer_lost:
-                self.replace_producer("the transaction coordinator did not answer")
-            else:
-                try:
-                    transactions.abort(self.producer, TRANSACTION_WAIT_S)
-                except KafkaError as e:
-                    if transactions.is_fenced(e, self._producer):
-                        self.recover(e)
-                        return
-                    self.replace_producer(f"abort failed ({type(e).__name__})")
+            fenced = transactions.abort_or_replace(
+                self.producer, producer_lost, self.replace_producer, TRANSACTION_WAIT_S
+            )
+            if fenced is not None:
+                self.recover(fenced)
+                return
         self.in_transaction = False
         self.trackers.clear()
         self._last_offsets = {}
@@ -501,11 +497,9 @@ class ZonesService:
         self.pause_fixes()
 
     def replace_producer(self, why: str) -> None:
+        """Close the producer and start a new one with the same transactional id (see the matcher's)."""
         log.warning("%s; starting a new producer, which settles the open transaction", why)
-        try:
-            self.producer.close(timeout=1)
-        except KafkaError as e:
-            log.info("the old producer did not close cleanly (%s: %s)", type(e).__name__, e)
+        transactions.discard(self.producer)
         self._producer = connect(
             self.open_producer, "zone processor producer", self.config.bootstrap_servers, self.stop
         )
