@@ -6,7 +6,8 @@ Three parts, each against the broker named by --bootstrap-servers (the local one
    linger / batch size / compression settings: the ceiling, and which batching pays.
 2. paced: ``python -m simulator`` itself at 1 s intervals for growing fleets (and, with
    --processes, several simulators sharing the fleet): achieved rate against target, the rate
-   error, the worst lag, and the CPU of the simulator's threads and of the broker.
+   error, the worst lag, and the CPU of the simulator's threads and of the broker (also in µs per
+   fix); a 30,000-driver run ends with issue 15's goal line (within 1 %) beside the figure before.
 3. profile: one paced run in-process under cProfile: where the send loop spends its time.
 
     .venv/bin/python -m bench.simulator_rate
@@ -51,7 +52,7 @@ from simulator.fleet_model import FleetConfig, SimulatedFleet
 from simulator.producer import ProducerOptions, RunConfig, run
 from simulator.status import StatusMix
 
-QUICK = {"parts": "paced", "drivers": "1000", "duration": 5.0}
+QUICK = {"parts": "paced", "drivers": "1000,30000", "duration": 8.0}
 # The batching settings compared in part 1: kafka-python's defaults first.
 PRODUCER_SETTINGS = [
     (0, 16384, None),
@@ -62,6 +63,16 @@ PRODUCER_SETTINGS = [
     (20, 131072, "lz4"),  # only when the lz4 package is installed
 ]
 MAX_RATE_ERROR = 0.02
+# Issue 15's goal: one process, 30,000 drivers at 1 Hz, within 1 %; and where it stood before
+# (docs/benchmarks.md, "Simulator", the 2026-11-26 run, per fix: CPU % of a core / fixes per s).
+GOAL = {"drivers": 30000, "rate_error_pct": 1.0}
+BEFORE = {
+    "date": "2026-11-26",
+    "achieved_per_s": 25062.7,
+    "rate_error_pct": -16.46,
+    "cpu_main_us_per_fix": 33.5,
+    "cpu_sender_us_per_fix": 6.8,
+}
 
 
 def main_parser() -> argparse.ArgumentParser:
@@ -210,6 +221,8 @@ def paced_run(args: argparse.Namespace, topic: str, drivers: int, processes: int
     error = (rate - target) / target
     main_cpu = sum(b["main"] - a["main"] for a, b in zip(early, late, strict=True)) / steady_s
     sender_cpu = sum(b["others"] - a["others"] for a, b in zip(early, late, strict=True)) / steady_s
+    # CPU per fix over the sampled seconds, at the run's achieved rate.
+    per_fix_us = 1e6 / max(rate, 1e-9)
     return {
         "drivers": drivers,
         "processes": processes,
@@ -225,6 +238,8 @@ def paced_run(args: argparse.Namespace, topic: str, drivers: int, processes: int
         "skipped_ahead": skipped,
         "cpu_main_thread_pct": round(main_cpu * 100),
         "cpu_sender_threads_pct": round(sender_cpu * 100),
+        "cpu_main_us_per_fix": round(main_cpu * per_fix_us, 1),
+        "cpu_sender_us_per_fix": round(sender_cpu * per_fix_us, 1),
         "cpu_broker_pct": round(broker_cpu / steady_s * 100) if broker else None,
         "sustained": abs(error) < MAX_RATE_ERROR and acked == sent and not skipped,
     }
@@ -237,8 +252,8 @@ def part_paced(args: argparse.Namespace, topic: str) -> list[dict]:
     )
     print(
         f"{'drivers':>8} {'procs':>5} {'riders/min':>10} {'target/s':>9} {'achieved/s':>10} {'error':>7} "
-        f"{'worst 5s':>8} {'max lag':>8} {'acked':>6} {'CPU main':>8} {'sender':>7} {'broker':>7}  "
-        "sustained"
+        f"{'worst 5s':>8} {'max lag':>8} {'acked':>6} {'CPU main':>8} {'sender':>7} {'broker':>7} "
+        f"{'us/fix main':>11} {'sender':>6}  sustained"
     )
     rows = []
     rider_rates = [float(r) for r in args.riders_per_minute.split(",")]
@@ -253,9 +268,32 @@ def part_paced(args: argparse.Namespace, topic: str) -> list[dict]:
                 f"{row['achieved_per_s']:>10,.1f} "
                 f"{row['rate_error_pct']:>+6.2f}% {row['worst_window_error_pct']:>+7.1f}% "
                 f"{row['max_lag_ms']:>6} ms {acked:>6} {row['cpu_main_thread_pct']:>7}% "
-                f"{row['cpu_sender_threads_pct']:>6}% {broker:>7}  {'yes' if row['sustained'] else 'NO'}"
+                f"{row['cpu_sender_threads_pct']:>6}% {broker:>7} {row['cpu_main_us_per_fix']:>11.1f} "
+                f"{row['cpu_sender_us_per_fix']:>6.1f}  {'yes' if row['sustained'] else 'NO'}"
             )  # noqa: E501
+    for row in rows:
+        if row["drivers"] == GOAL["drivers"] and row["processes"] == 1 and not row["riders_per_minute"]:
+            print(goal_line(row))
     return rows
+
+
+def goal_met(row: dict) -> bool:
+    return (
+        abs(row["rate_error_pct"]) < GOAL["rate_error_pct"] and row["acked"] == row["sent"] and not row["skipped_ahead"]
+    )
+
+
+def goal_line(row: dict) -> str:
+    """Issue 15's goal beside this run's figure and the figure before."""
+    b = BEFORE
+    return (
+        f"goal: {GOAL['drivers']:,} drivers at 1 Hz in one process within {GOAL['rate_error_pct']:g} %: "
+        f"{row['achieved_per_s']:,.1f}/s ({row['rate_error_pct']:+.2f} %), CPU per fix main "
+        f"{row['cpu_main_us_per_fix']:.1f} us, sender {row['cpu_sender_us_per_fix']:.1f} us: "
+        f"{'MET' if goal_met(row) else 'NOT MET'}; before ({b['date']}): {b['achieved_per_s']:,.1f}/s "
+        f"({b['rate_error_pct']:+.2f} %), main {b['cpu_main_us_per_fix']:.1f} us, sender "
+        f"{b['cpu_sender_us_per_fix']:.1f} us"
+    )
 
 
 # --- part 3: profile ----------------------------------------------------------------------------
@@ -322,7 +360,7 @@ def profile_groups(stats: pstats.Stats, total: float) -> dict[str, float]:
             group = "simulator + schema (ours)"
         elif "/kafka/" in filename:
             group = "kafka-python send path"
-        elif "json" in filename or "encoder" in filename:
+        elif "json" in filename or "encoder" in filename or "orjson" in name:
             group = "json encoding"
         elif "wait" in name or "acquire" in name or "sleep" in name:
             group = "waiting (idle)"
@@ -347,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
             result["producer"] = part_producer(args, topic.name)
         if "paced" in parts:
             result["paced"] = part_paced(args, topic.name)
+            goal_rows = [r for r in result["paced"] if r["drivers"] == GOAL["drivers"] and r["processes"] == 1]
+            if goal_rows:
+                result["goal"] = GOAL | {"met": goal_met(goal_rows[0]), "run": goal_rows[0], "before": BEFORE}
         if "profile" in parts:
             result["profile"] = part_profile(args, topic.name)
     write_result(args.json or result_path("simulator_rate", args.quick), result)

@@ -94,9 +94,18 @@ class SimulatedFleet:
 
     def fix_for_slot(self, slot: int, timestamp: float) -> Fix | None:
         """The fix of the driver whose turn ``slot`` is, or None while that driver is offline."""
+        driver = self.driver_for_slot(slot)
+        return None if driver is None else driver.fix(timestamp)
+
+    def driver_for_slot(self, slot: int) -> SimulatedDriver | None:
+        """Move the driver whose turn ``slot`` is to where it reports, or None while it is offline.
+
+        The caller sends that driver's fix next (:meth:`SimulatedDriver.fix`, or the producer's own
+        encoding of the same fields) and counts it in the driver's ``seq``.
+        """
         config = self.config
         driver = self.drivers[slot % config.drivers]
-        now = self.slot_time(slot)
+        now = slot * config.interval_s / config.drivers  # slot_time, inline: this runs for every fix
         if driver.status == Status.OFFLINE:
             if now < driver.status_until and driver.seq > 0:
                 return None  # silent; its first fix announces it as offline so maps know it exists
@@ -109,7 +118,7 @@ class SimulatedFleet:
                 self._follow_ride(driver, now)
             else:
                 self._update_status(driver, now)
-        return driver.fix(timestamp)
+        return driver
 
     def assign_ride(self, match: RideMatch, pickup: tuple[float, float], now: float) -> Ride | None:
         """Send the matched driver to the rider at ``pickup``: ``on_trip`` from its next fix on.

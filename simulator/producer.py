@@ -21,12 +21,13 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, connect, ensure_topics
-from fleet.schema import Status, encode_fix, encode_key
+from fleet.schema import Status
 from fleet.settings import DRIVER_TOPIC, bootstrap_list
 from simulator.dispatch import Dispatch, RiderOptions, open_match_consumer
 from simulator.fleet_model import SimulatedFleet
 from simulator.report import Delivery, Progress, Totals, Window
 from simulator.schedule import LATE_S, Schedule
+from simulator.wire import Appender, fix_value, routes
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,10 @@ class Pacer:
         self.next_progress = self.start + PROGRESS_EVERY_S
         self.next_late_warning = self.start
         self.lag = 0.0
+        # Each driver's key and partition, computed once (open_producer made the producer learn the topic).
+        partitions = len(producer.partitions_for(config.topic))
+        self.routes = routes(fleet.drivers, partitions)
+        self.appender = Appender(producer, config.topic, partitions)
 
     def loop(self, stop: threading.Event) -> None:
         fleet = self.fleet
@@ -242,27 +247,39 @@ class Pacer:
             log.warning("falling behind: fixes leave %.2f s after they are due", lag)
 
     def send_due(self, now: float) -> None:
-        """Send every slot due by ``now``, at most MAX_BURST of them."""
-        fleet, producer, delivery, topic = self.fleet, self.producer, self.delivery, self.config.topic
+        """Send every slot due by ``now``, at most MAX_BURST of them.
+
+        This is the simulator's hot path (docs/benchmarks.md, "Simulator"): names are bound to locals
+        and each fix goes from the driver's state to JSON bytes without a Fix in between.
+        """
+        step, send, delivery = self.fleet.driver_for_slot, self.appender.send, self.delivery
+        on_ack, on_error = delivery.on_ack, delivery.on_error
+        routes, drivers = self.routes, len(self.routes)
         count = self.config.count
         epoch_offset = self.epoch_offset
-        due_of = self.schedule.due
-        for _ in range(MAX_BURST):
-            due = due_of(self.slot)
-            if due > now or (count is not None and delivery.sent >= count):
-                return
-            fix = fleet.fix_for_slot(self.slot, due + epoch_offset)
-            self.slot += 1
-            if fix is None:
-                continue
-            delivery.sent += 1
-            try:
-                future = producer.send(topic, key=encode_key(fix.driver_id), value=encode_fix(fix))
-            except KafkaError as e:
-                delivery.on_error(e)
-                continue
-            future.add_callback(delivery.on_ack)
-            future.add_errback(delivery.on_error)
+        schedule = self.schedule
+        start, slot_s = schedule.start + schedule.skipped_s, schedule.slot_s
+        slot = self.slot
+        try:
+            for _ in range(MAX_BURST):
+                due = start + slot * slot_s  # schedule.due(slot), inline
+                if due > now or (count is not None and delivery.sent >= count):
+                    return
+                driver = step(slot)
+                key, partition = routes[slot % drivers]
+                slot += 1
+                if driver is None:
+                    continue
+                delivery.sent += 1
+                try:
+                    future = send(fix_value(driver, due + epoch_offset), key, partition)
+                except KafkaError as e:
+                    on_error(e)
+                    continue
+                future.add_callback(on_ack)
+                future.add_errback(on_error)
+        finally:
+            self.slot = slot
 
     def housekeeping(self, now: float) -> None:
         if self.dispatch is not None:
