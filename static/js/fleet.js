@@ -183,6 +183,31 @@ export class Fleet {
     }
   }
 
+  /**
+   * Every slot's position at `now` in one pass over the typed arrays (positionAt for all of them),
+   * scaled and shifted: outX[s] = x * scale - left, outY[s] = y * scale - top.
+   */
+  positionsAt(now, scale, left, top, outX, outY) {
+    const { ax, ay, bx, by, vx, vy, t1, dur } = this;
+    for (let s = 0, n = this.count; s < n; s += 1) {
+      const elapsed = now - t1[s];
+      const duration = dur[s];
+      let x;
+      let y;
+      if (elapsed < duration) {
+        const f = elapsed / duration;
+        x = ax[s] + (bx[s] - ax[s]) * f;
+        y = ay[s] + (by[s] - ay[s]) * f;
+      } else {
+        const ahead = elapsed - duration < EXTRAPOLATE_MS ? elapsed - duration : EXTRAPOLATE_MS;
+        x = bx[s] + vx[s] * ahead;
+        y = by[s] + vy[s] * ahead;
+      }
+      outX[s] = x * scale - left;
+      outY[s] = y * scale - top;
+    }
+  }
+
   /** Fix timestamps taken since the last call, handed to `each(ts)`. */
   drainPending(each) {
     for (let i = 0; i < this.pendingCount; i += 1) each(this.pending[i]);

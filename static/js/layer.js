@@ -10,6 +10,12 @@ import { PALETTES, SHAPES } from "./palette.js";
 import { STATUS, STATUS_NAMES, UNKNOWN_U16 } from "./protocol.js";
 // Drawn last = on top: stale drivers under live ones, and drivers on a trip above the rest.
 const DRAW_ORDER = [STATUS.offline, STATUS.unknown, STATUS.available, STATUS.on_trip];
+// Drawing groups 0-3 are stale drivers in DRAW_ORDER, 4-7 live ones: group = (stale ? 0 : 4) + rank.
+const GROUPS = 8;
+const HIDDEN = 255;
+const GROUP_STATUS = Uint8Array.from(DRAW_ORDER);
+const GROUP_RANK = new Uint8Array(256).fill(DRAW_ORDER.indexOf(STATUS.unknown)); // an unknown byte draws as unknown
+for (const [rank, status] of DRAW_ORDER.entries()) GROUP_RANK[status] = rank;
 const STALE_ALPHA = 0.32;
 const HEADINGS = 36; // wedge directions, 10 degrees apart; index 36 = no heading
 // Smaller dots where drivers crowd (zoomed out, or a big fleet): sizes by the typical distance in
@@ -25,7 +31,12 @@ export const FleetLayer = L.Layer.extend({
     this._here = new Float64Array(2);
     this._sx = new Float32Array(0);
     this._sy = new Float32Array(0);
-    this._visible = new Uint8Array(0);
+    this._group = new Uint8Array(0); // slot -> drawing group, HIDDEN when off screen
+    this._order = new Uint32Array(0); // visible slots by group
+    this._groupStart = new Int32Array(GROUPS);
+    this._dirty = [0, 0, -1, -1]; // x0, y0, x1, y1 stamped by the last frame (device pixels)
+    this._fullPut = true;
+    this._projected = 0; // slots projected by the last frame
     this.drawn = 0;
     this.highlight = -1; // slot drawn with a ring (the selected driver)
     this._overlays = []; // painters drawn over the drivers (see addOverlay)
@@ -94,26 +105,67 @@ export const FleetLayer = L.Layer.extend({
     const width = this._width;
     const height = this._height;
     const pixels = this._pixels;
-    pixels.fill(0);
     const sets = this._stamps(this._sizeFor(this._spacing));
-    let drawn = 0;
-    // Stale drivers first, faded, then live ones by status: one pass per group, no sorting.
-    for (let stale = 1; stale >= 0; stale -= 1) {
-      for (const status of DRAW_ORDER) {
-        const set = sets[stale][status];
-        for (let s = 0; s < n; s += 1) {
-          if (!this._visible[s] || fleet.status[s] !== status || fleet.stale[s] !== stale) continue;
-          const raw = fleet.heading[s];
-          const stamp = set[raw === UNKNOWN_U16 ? HEADINGS : Math.round(raw / 100) % HEADINGS];
-          stampInto(pixels, width, height, stamp, this._sx[s] * this._ratio, this._sy[s] * this._ratio);
-          drawn += 1;
-        }
+    // Clear only the rows the last frame stamped (the rest of the buffer is still transparent).
+    if (this._dirty[1] <= this._dirty[3]) pixels.fill(0, this._dirty[1] * width, (this._dirty[3] + 1) * width);
+    // Slots by group (stale first, faded, then live ones by status): a counting sort, no comparisons.
+    const groups = this._group;
+    const order = this._order;
+    const start = this._groupStart;
+    let at = 0;
+    for (let g = 0; g < GROUPS; g += 1) {
+      const c = start[g];
+      start[g] = at;
+      at += c;
+    }
+    for (let s = 0; s < n; s += 1) {
+      const g = groups[s];
+      if (g !== HIDDEN) order[start[g]++] = s;
+    }
+    const ratio = this._ratio;
+    const sx = this._sx;
+    const sy = this._sy;
+    const heading = fleet.heading;
+    let minX = width;
+    let minY = height;
+    let maxX = -1;
+    let maxY = -1;
+    let k = 0;
+    for (let g = 0; g < GROUPS; g += 1) {
+      const set = sets[g < 4 ? 1 : 0][GROUP_STATUS[g & 3]];
+      for (const end = start[g]; k < end; k += 1) {
+        const s = order[k];
+        const raw = heading[s];
+        const stamp = set[raw === UNKNOWN_U16 ? HEADINGS : Math.round(raw / 100) % HEADINGS];
+        const x = Math.round(sx[s] * ratio);
+        const y = Math.round(sy[s] * ratio);
+        stampInto(pixels, width, height, stamp, x, y);
+        if (x < minX) minX = x;
+        if (x > maxX) maxX = x;
+        if (y < minY) minY = y;
+        if (y > maxY) maxY = y;
       }
     }
-    this._ctx.putImageData(this._image, 0, 0);
-    this._ring();
+    const drawn = k;
+    // Put back only the rectangle stamped now or last frame; all of it when painters drew last frame.
+    const reach = this._reach;
+    const now4 = [
+      Math.max(0, minX - reach),
+      Math.max(0, minY - reach),
+      Math.min(width - 1, maxX + reach),
+      Math.min(height - 1, maxY + reach),
+    ];
+    const last = this._fullPut ? [0, 0, width - 1, height - 1] : this._dirty;
+    const x0 = Math.min(now4[0], last[0]);
+    const y0 = Math.min(now4[1], last[1]);
+    const x1 = Math.max(now4[2], last[2]);
+    const y1 = Math.max(now4[3], last[3]);
+    if (x0 <= x1 && y0 <= y1) this._ctx.putImageData(this._image, 0, 0, x0, y0, x1 - x0 + 1, y1 - y0 + 1);
+    this._dirty = now4;
+    const ringed = this._ring();
     this.drawn = drawn;
     if (overlays) this._overlaid = this._paintOverlays(now) > 0;
+    this._fullPut = ringed || this._overlaid || overlays;
   },
 
   // The frame of reference painters draw in: CSS pixels = world * scale - (left, top), times ratio on the canvas.
@@ -137,7 +189,7 @@ export const FleetLayer = L.Layer.extend({
     let bestDistance = HIT_RADIUS_PX * HIT_RADIUS_PX;
     const fleet = this._fleet;
     for (let s = 0; s < fleet.count; s += 1) {
-      if (!this._visible[s]) continue;
+      if (!this._shown(s)) continue;
       const dx = this._sx[s] - point.x;
       const dy = this._sy[s] - point.y;
       const d = dx * dx + dy * dy;
@@ -151,8 +203,13 @@ export const FleetLayer = L.Layer.extend({
 
   /** Where slot `s` was drawn last, in container pixels, or null when it was off screen. */
   drawnAt(s) {
-    if (s < 0 || s >= this._fleet.count || !this._visible[s]) return null;
+    if (s < 0 || s >= this._fleet.count || !this._shown(s)) return null;
     return [this._sx[s], this._sy[s]];
+  },
+
+  // Whether slot `s` was on screen at the last projection.
+  _shown(s) {
+    return s < this._projected && this._group[s] !== HIDDEN;
   },
 
   _sizeFor(spacing) {
@@ -170,20 +227,26 @@ export const FleetLayer = L.Layer.extend({
     return this._stampSets[size];
   },
 
-  // Screen positions (CSS pixels from the canvas's corner) of every driver at `now`, and how far
-  // apart the visible ones typically are.
+  // Screen positions (CSS pixels from the canvas's corner) of every driver at `now`, which are on
+  // screen and in which drawing group, and how far apart the visible ones typically are.
   _project(now, n) {
     if (this._sx.length < n) {
       const size = Math.max(n, this._sx.length * 2);
       this._sx = new Float32Array(size);
       this._sy = new Float32Array(size);
-      this._visible = new Uint8Array(size);
+      this._group = new Uint8Array(size);
+      this._order = new Uint32Array(size);
     }
     const fleet = this._fleet;
-    const here = this._here;
-    const scale = this._worldScale;
-    const left = this._originX;
-    const top = this._originY;
+    const sx = this._sx;
+    const sy = this._sy;
+    const groups = this._group;
+    const counts = this._groupStart;
+    counts.fill(0);
+    this._projected = n;
+    fleet.positionsAt(now, this._worldScale, this._originX, this._originY, sx, sy);
+    const status = fleet.status;
+    const stale = fleet.stale;
     const margin = 12;
     const right = this._cssWidth + margin;
     const bottom = this._cssHeight + margin;
@@ -193,20 +256,19 @@ export const FleetLayer = L.Layer.extend({
     let maxX = -Infinity;
     let maxY = -Infinity;
     for (let s = 0; s < n; s += 1) {
-      fleet.positionAt(s, now, here);
-      const x = here[0] * scale - left;
-      const y = here[1] * scale - top;
-      this._sx[s] = x;
-      this._sy[s] = y;
+      const x = sx[s];
+      const y = sy[s];
       if (x > -margin && y > -margin && x < right && y < bottom) {
-        this._visible[s] = 1;
+        const g = (stale[s] ? 0 : 4) + GROUP_RANK[status[s]];
+        groups[s] = g;
+        counts[g] += 1;
         visible += 1;
         if (x < minX) minX = x;
         if (x > maxX) maxX = x;
         if (y < minY) minY = y;
         if (y > maxY) maxY = y;
       } else {
-        this._visible[s] = 0;
+        groups[s] = HIDDEN;
       }
     }
     const area = visible ? (maxX - minX + 2 * margin) * (maxY - minY + 2 * margin) : 0;
@@ -244,6 +306,9 @@ export const FleetLayer = L.Layer.extend({
     this._canvas.style.width = `${cssWidth}px`;
     this._canvas.style.height = `${cssHeight}px`;
     this._image = this._ctx.createImageData(this._width, this._height);
+    this._reach = Math.ceil(15 * ratio); // beyond a marker's centre: the largest stamp, the selection ring
+    this._dirty = [0, 0, -1, -1]; // a resized canvas and a new buffer are blank
+    this._fullPut = true;
     this._pixels = new Uint32Array(this._image.data.buffer);
     if (this._stampRatio !== ratio) {
       this._stampSets = [];
@@ -266,10 +331,10 @@ export const FleetLayer = L.Layer.extend({
     L.DomUtil.setTransform(this._canvas, offset, scale);
   },
 
-  // A ring around the selected driver, drawn with the canvas API over the stamped pixels.
+  // A ring around the selected driver, drawn with the canvas API over the stamped pixels; whether it was.
   _ring() {
     const s = this.highlight;
-    if (s < 0 || s >= this._fleet.count || !this._visible[s]) return;
+    if (s < 0 || s >= this._fleet.count || !this._shown(s)) return false;
     const ctx = this._ctx;
     const r = this._ratio;
     ctx.beginPath();
@@ -282,6 +347,7 @@ export const FleetLayer = L.Layer.extend({
     ctx.lineWidth = 2 * r;
     ctx.strokeStyle = this._palette.ringHalo;
     ctx.stroke();
+    return true;
   },
 });
 
@@ -397,9 +463,7 @@ function buildStampSet(palette, ratio, size) {
   return sets;
 }
 
-function stampInto(pixels, width, height, stamp, fx, fy) {
-  const x = Math.round(fx);
-  const y = Math.round(fy);
+function stampInto(pixels, width, height, stamp, x, y) {
   const half = stamp.half;
   const values = stamp.values;
   if (x >= half && y >= half && x < width - half && y < height - half) {
