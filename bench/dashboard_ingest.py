@@ -12,6 +12,10 @@ Two parts, each running ``python -m dashboard`` against the broker named by --bo
    the simulator's summary line), the lag at
    the end, fix-to-server latency percentiles (from the ``stats`` event, so they include the
    simulator's batching), frames per second each client got, and the dashboard's CPU and memory.
+   Issue 15: its CPU per consumed fix (``cpu_us_per_fix``: the process, all threads, over the run
+   and the 2 s after it) beside the goal (15 µs) and the floor measured on the same topic right
+   after: kafka-python alone in a fresh process with the driver feed's settings, decoding each fix
+   with ``parse_fix`` and nothing else (``floor_cpu_us_per_fix``, bench/kafka_ceiling.py).
 
     .venv/bin/python -m bench.dashboard_ingest
     .venv/bin/python -m bench.dashboard_ingest --parts paced --rates 10000,30000 --clients 10
@@ -52,6 +56,11 @@ from bench.common import (
 from fleet.schema import STATUSES, Fix, encode_fix
 
 QUICK = {"parts": "paced", "rates": "1000", "duration": 5.0}
+# Issue 15: the dashboard's CPU per consumed fix (all threads) at 10,000 and 30,000 drivers, read beside the
+# floor: kafka-python alone reading the same topic with the driver feed's settings and only decoding each fix
+# (``parse_fix``, bench/kafka_ceiling.py's "what the dashboard does" row), in a fresh process of the same run.
+GOAL_CPU_US_PER_FIX = 15.0
+GOAL_FROM_DRIVERS = 10_000
 READBACK_POLL_S = 0.2
 READBACK_TIMEOUT_S = 120.0
 
@@ -216,13 +225,30 @@ def paced_part(args: argparse.Namespace) -> list[dict]:
             Dashboard(args.bootstrap_servers, topic.name, readback_s=0) as dashboard,
         ):
             dashboard.connect(args.clients)
-            rows.append(paced_measure(args, dashboard, topic.name, rate))
+            row = paced_measure(args, dashboard, topic.name, rate)
+            row.update(floor_of(args.bootstrap_servers, topic.name, row["consumed_total"]))
+            row["goal_cpu_us_per_fix"] = GOAL_CPU_US_PER_FIX
+            # The goal is for 10,000 drivers and more; below, the dashboard's fixed cost per second dominates.
+            if rate < GOAL_FROM_DRIVERS or row["cpu_us_per_fix"] is None:
+                row["met"] = "-"
+            else:
+                row["met"] = "yes" if row["cpu_us_per_fix"] <= GOAL_CPU_US_PER_FIX else "NO"
+            rows.append(row)
     return rows
+
+
+def floor_of(bootstrap: str, topic: str, count: int) -> dict:
+    """kafka-python alone reading ``topic`` from its start with the driver feed's settings, decoding each fix."""
+    from bench.kafka_ceiling import consume_in_fresh_process  # noqa: PLC0415 - only the paced part needs it
+
+    floor = consume_in_fresh_process(bootstrap, topic, count)
+    return {"floor_cpu_us_per_fix": round(floor["cpu_us"], 2), "floor_fixes": floor["records"]}
 
 
 def paced_measure(args: argparse.Namespace, dashboard: Dashboard, topic: str, rate: int) -> dict:
     """Run ``python -m simulator`` with ``rate`` drivers at 1 Hz (one process of its own, as in production)."""
-    consumed_before = dashboard.consumed()
+    total_before = dashboard.consumed()
+    consumed_before = total_before
     cpu_before = dashboard.child.cpu_s()
     frames_before = dashboard.events["positions"]
     stats_before = len(dashboard.stats)
@@ -243,6 +269,8 @@ def paced_measure(args: argparse.Namespace, dashboard: Dashboard, topic: str, ra
         "drivers_at_1_hz": rate,
         "sent": summary["acknowledged"],
         "consumed": int(consumed),
+        "consumed_total": int(total_before + consumed),
+        "cpu_us_per_fix": round(cpu / consumed * 1e6, 2) if consumed else None,
         "lag_at_end": dashboard.stats[-1]["kafka"]["lag"] if dashboard.stats else None,
         "simulator_max_lag_ms": max(simulator_lags, default=None),
         "latency_p50_ms": round(statistics.median(x["p50"] for x in latencies), 1) if latencies else None,
@@ -274,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     if "paced" in parts:
         results["paced"] = paced_part(args)
         print_table("paced: a live fleet", results["paced"], columns(results["paced"]))
+        for row in results["paced"]:
+            print(
+                f"{row['drivers_at_1_hz']:,} drivers: the dashboard spent {row['cpu_us_per_fix']} us of CPU per "
+                f"consumed fix (goal <= {GOAL_CPU_US_PER_FIX:g} from {GOAL_FROM_DRIVERS:,} drivers: "
+                f"{ {'yes': 'met', 'NO': 'NOT met'}.get(row['met'], 'not judged') }); "
+                f"the floor, kafka-python reading the same topic and only decoding: {row['floor_cpu_us_per_fix']} us"
+            )
     write_result(args.json or result_path("dashboard_ingest", args.quick), results)
     return 0
 

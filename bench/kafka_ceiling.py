@@ -194,6 +194,17 @@ def consumer_run(args: argparse.Namespace, topic: str, config: dict, work: str, 
     }
 
 
+def consume_in_fresh_process(bootstrap: str, topic: str, count: int) -> dict:
+    """The floor of bench/dashboard_ingest.py: ``count`` records of ``topic`` read from its start by a fresh
+    process with the driver feed's settings, each decoded by ``parse_fix``; ``cpu_us`` per record."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as pool:
+        result = pool.submit(
+            consume, bootstrap, topic, list(range(PARTITIONS)), count, DASHBOARD_CONSUMER, "parse_fix"
+        ).result()
+    return {"records": result["records"], "cpu_us": result["cpu_s"] / max(1, result["records"]) * 1e6}
+
+
 def consumer_part(args: argparse.Namespace, topic: str) -> list[dict[str, Any]]:
     rows = []
     for name, config, work, processes in CONSUMER_VARIANTS:

@@ -46,11 +46,13 @@ LOG_INTERVAL_S = 10.0
 # out after 2 s); this much silence means it is stuck.
 CONSUMER_STUCK_S = 30.0
 # The driver feed: with kafka-python's 1 byte, a trickle of fixes is fetched a few records at a time:
-# at 1,000 fixes/s the fetch round trips took half the dashboard's CPU (13 % of a core, 7 % with 16 KiB,
-# which 10,000 fixes/s fill in 10 ms; measured with bench/pipeline.py). The price is at most 50 ms more
-# latency, and only for small fleets. Small polls: the feed yields to the web server after each one,
+# at 1,000 fixes/s the fetch round trips took half the dashboard's CPU (13 % of a core, 7 % with 16 KiB;
+# measured with bench/pipeline.py). 16 KiB still meant ~120 fetches a second at 10,000 fixes/s; with
+# 256 KiB the broker answers every 50 ms (FETCH_MAX_WAIT_MS) up to ~50,000 fixes/s, and each fetch
+# in the green network thread costs the hub a round (issue 15, docs/benchmarks.md). The price is at
+# most 50 ms more latency. Small polls: the feed yields to the web server after each one,
 # so these bound how long it holds the other green threads.
-DRIVER_FETCH_MIN_BYTES = 16 * 1024
+DRIVER_FETCH_MIN_BYTES = 256 * 1024
 DRIVER_POLL_RECORDS = 1000
 # Riders are few: small polls keep each turn of the ride feed short.
 RIDE_POLL_RECORDS = 500

@@ -69,9 +69,7 @@ class Decoder(Generic[M]):
 
 _POINT_REASONS = (schema.BAD_LATITUDE, schema.BAD_LONGITUDE, schema.BAD_TIMESTAMP, schema.FUTURE_TIMESTAMP)
 
-FIXES: Decoder[Fix] = Decoder(
-    "driver-location", lambda key, value, now: schema.parse_fix(value, now, key), schema.REASONS
-)
+FIXES: Decoder[Fix] = Decoder("driver-location", schema.parse_fix_record, schema.REASONS)
 REQUESTS: Decoder[RideRequest] = Decoder(
     "ride-requests",
     lambda _key, value, now: rides.parse_request(value, now),

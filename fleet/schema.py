@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 
 class Status(StrEnum):
     """A driver's status, as the optional ``status`` field of a fix names it."""
@@ -181,10 +183,71 @@ def parse_fix(value: bytes | None, now: float, key: bytes | None = None) -> Fix:
     """Decode and validate one driver-location record received at epoch time ``now``.
 
     A record with a key must name the same driver as its body; one without a key is fine.
+
+    The common fix (a string id, float coordinates and timestamp in range, the optional fields well
+    formed) takes a fast path: orjson and inline checks that accept only what the full checks accept,
+    with the same result. Anything else, valid or not, goes through the standard ``json`` and the
+    full checks, so every refusal and its reason are theirs (orjson would differ on some odd input:
+    NaN literals, lone surrogates, integers over 64 bits, which it reads as floats).
     """
+    return parse_fix_record(key, value, now)
+
+
+def parse_fix_record(key: bytes | None, value: bytes | None, now: float) -> Fix:
+    """:func:`parse_fix` in the argument order of :class:`fleet.decode.Decoder` (one call less per fix)."""
+    fix = _fast_fix(value, now, key) if value is not None else None
+    if fix is not None:
+        return fix
     fix = validate_fix(decode_object(value), now)
     check_key(key, fix.driver_id)
     return fix
+
+
+_STATUS_VALUES = frozenset(str(status) for status in STATUSES)
+
+
+def _fast_fix(value: bytes, now: float, key: bytes | None) -> Fix | None:
+    """The fix in ``value`` when it is a plain valid one (see :func:`parse_fix`); None for anything else."""
+    if len(value) > MAX_VALUE_BYTES or value.count(b"{") + value.count(b"[") > MAX_JSON_DEPTH:
+        return None
+    try:
+        message = orjson.loads(value)
+        driver_id = message["driver_id"]
+        latitude = message["latitude"]
+        longitude = message["longitude"]
+        timestamp = message["timestamp"]
+        get = message.get
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return None
+    # Comparisons with NaN are false and the bounds are finite, so each range check also refuses NaN and inf.
+    if not (
+        type(driver_id) is str
+        and 0 < len(driver_id) <= MAX_DRIVER_ID_CHARS
+        and type(latitude) is float
+        and -90.0 <= latitude <= 90.0
+        and type(longitude) is float
+        and -180.0 <= longitude <= 180.0
+        and type(timestamp) is float
+        and 0.0 <= timestamp <= now
+    ):
+        return None
+    if not (driver_id.isascii() and driver_id.isprintable()) and _FORBIDDEN_CHARS.search(driver_id) is not None:
+        return None
+    heading = get("heading")
+    if heading is not None and not (type(heading) is float and 0.0 <= heading <= 360.0):
+        return None
+    speed = get("speed_kmh")
+    if speed is not None and not (type(speed) is float and 0.0 <= speed < math.inf):
+        return None
+    status = get("status")
+    if status is not None and not (type(status) is str and status in _STATUS_VALUES):
+        return None
+    seq = get("seq")
+    if seq is not None and not (type(seq) is int and 0 <= seq <= MAX_SEQ):
+        return None
+    if key is not None and key != driver_id.encode("utf-8"):
+        return None
+    return Fix(driver_id, latitude, longitude, timestamp, heading, speed, status, seq)
 
 
 def check_key(key: bytes | None, entity_id: str) -> None:

@@ -1,9 +1,12 @@
 """The driver-location contract: what is a valid fix, and why others are refused."""
 
+import json
 import math
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleet import schema
 from fleet.schema import Fix, InvalidMessage, encode_fix, parse_fix
@@ -92,3 +95,44 @@ def test_every_reason_is_listed():
 
 def test_wall_clock_timestamps_are_accepted():
     assert math.isfinite(parse_fix(message(timestamp=time.time()), time.time()).timestamp)
+
+
+# The fast path of parse_fix (orjson and inline checks) must answer exactly what the full checks answer.
+_NOW = 1_800_000_000.0
+_near_fix = st.fixed_dictionaries(
+    {
+        "driver_id": st.text(max_size=66) | st.integers(-(10**21), 10**21) | st.floats() | st.none(),
+        "latitude": st.floats(-91, 91) | st.floats() | st.integers(-100, 100) | st.integers(2**63, 2**66),
+        "longitude": st.floats(-181, 181) | st.integers(-200, 200) | st.text(max_size=3),
+        "timestamp": st.floats(_NOW - 1000, _NOW + 10) | st.floats() | st.integers(0, 2**65),
+    },
+    optional={
+        "heading": st.none() | st.floats(-1, 361) | st.floats() | st.integers(-1, 400) | st.booleans(),
+        "speed_kmh": st.none() | st.floats(-1, 1e300) | st.floats() | st.integers(0, 2**70),
+        "status": st.none() | st.sampled_from([*schema.STATUSES, "Available", ""]) | st.integers(0, 3),
+        "seq": st.none() | st.integers(-5, 2**65) | st.floats(0, 10) | st.booleans(),
+    },
+)
+
+
+def _full_path(value: bytes, key: bytes | None) -> Fix | tuple[str, str]:
+    try:
+        fix = schema.validate_fix(schema.decode_object(value), _NOW)
+        schema.check_key(key, fix.driver_id)
+    except InvalidMessage as e:
+        return (e.reason, e.detail)
+    return fix
+
+
+@settings(max_examples=400)
+@given(_near_fix, st.sampled_from([None, b"k", b"same"]))
+def test_the_fast_path_answers_what_the_full_checks_answer(message, key):
+    value = json.dumps(message).encode()
+    if key == b"same":
+        key = str(message["driver_id"]).encode("utf-8", "surrogatepass")
+    expected = _full_path(value, key)
+    try:
+        got: Fix | tuple[str, str] = parse_fix(value, _NOW, key)
+    except InvalidMessage as e:
+        got = (e.reason, e.detail)
+    assert repr(got) == repr(expected)
