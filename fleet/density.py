@@ -85,7 +85,11 @@ class Density:
         encoded once and cached (json.dumps of 6,500 cells with their boundaries took 250 ms; this ~25 ms).
         Only H3 indexes (hexadecimal) and numbers: nothing in it needs escaping. With ``bbox``, only the
         cells that can show in it (their centre within one cell of it)."""
-        shown = self.cells if bbox is None else [c for c in self.cells if _near(c.cell, bbox, self.resolution)]
+        if bbox is None:
+            shown: Iterable[Cell] = self.cells
+        else:
+            margin_lat = 2 * float(h3.average_hexagon_edge_length(self.resolution, unit="km")) / KM_PER_DEGREE
+            shown = [c for c in self.cells if _near(c.cell, bbox, margin_lat)]
         cells = ",".join(
             f'{{{_cell_text(c.cell, boundary)},"available":{c.available},"waiting":{c.waiting},'
             f'"ratio":{"null" if c.ratio is None else repr(c.ratio)}}}'
@@ -172,12 +176,11 @@ def _centre(cell: str) -> tuple[float, float]:
     return float(lat), float(lon)
 
 
-def _near(cell: str, bbox: BBox, resolution: int) -> bool:
-    """Whether a cell of ``resolution`` centred at ``cell``'s centre can overlap ``bbox``: its centre lies
-    within twice the cell's mean edge length of it (a hexagon's corners are one edge from its centre)."""
+def _near(cell: str, bbox: BBox, margin_lat: float) -> bool:
+    """Whether ``cell`` can overlap ``bbox``: its centre lies within ``margin_lat`` degrees of latitude (twice the
+    cell's mean edge length: a hexagon's corners are one edge from its centre), and as many metres east or west."""
     lat, lon = _centre(cell)
     west, south, east, north = bbox
-    margin_lat = 2 * float(h3.average_hexagon_edge_length(resolution, unit="km")) / KM_PER_DEGREE
     margin_lon = margin_lat / max(0.01, math.cos(math.radians(lat)))
     return south - margin_lat <= lat <= north + margin_lat and west - margin_lon <= lon <= east + margin_lon
 

@@ -218,7 +218,9 @@ class RidePlayback:
     ``apply_due(t)`` leaves ``riders`` as they stood at ``t``, and each later call plays on. Whether a ride was
     picked up is the replay's own finding, from the replayed fixes (:meth:`fleet.riders.Riders.check_pickups`),
     as live: a ride picked up before the look-back window of the fixes shows en route, as it would on a
-    dashboard started at the sought time. Bounded: :meth:`add` is False when ``max_buffered`` are waiting.
+    dashboard started at the sought time. Nothing read is ever dropped (a lost answer would show its rider
+    waiting for good): the reader stops reading ahead while :attr:`full`, so the bound is ``max_buffered`` plus
+    one poll; the look-back before the sought time is held whole, however busy those 300 s were.
     """
 
     def __init__(self, max_buffered: int) -> None:
@@ -232,14 +234,12 @@ class RidePlayback:
 
     @property
     def full(self) -> bool:
+        """Whether to stop reading ahead: ``max_buffered`` messages wait."""
         return len(self._heap) >= self.max_buffered
 
-    def add(self, timestamp_ms: int, message: RideRequest | RideMatch) -> bool:
-        if self.full:
-            return False
+    def add(self, timestamp_ms: int, message: RideRequest | RideMatch) -> None:
         self._arrived += 1
         heapq.heappush(self._heap, (timestamp_ms, self._arrived, message))
-        return True
 
     def apply_due(self, t: float) -> int:
         """Apply every message timestamped at or before ``t`` (epoch seconds); how many were."""

@@ -17,6 +17,7 @@ from fleet.replay import (
     Lookback,
     Playback,
     ReplayClock,
+    RidePlayback,
     Seek,
     bucket_edges,
     first_timestamp,
@@ -26,6 +27,7 @@ from fleet.replay import (
     parse_seek,
     seek_offsets,
 )
+from fleet.rides import MATCHED, RideMatch, RideRequest
 
 NOW = 1_795_645_154.0
 
@@ -236,3 +238,16 @@ def test_a_replaying_client_gets_no_live_frame_snapshot_or_riders_then_a_snapsho
     audience.release("replayer")
     back = audience.plan({"viewer", "replayer"}, now=5.1, frame=True, stats=False, riders_version=2)
     assert back.snapshot == ["replayer"] and "replayer" in back.riders and back.positions == ["viewer"]
+
+
+def test_ride_messages_are_applied_in_timestamp_order_across_topics_and_none_is_dropped_past_the_bound():
+    playback = RidePlayback(max_buffered=2)
+    answer = RideMatch("r1", "rider-1", MATCHED, 1_000.0, 990.0, 40.7, -74.0, "d1", 500.0, 60, 40.7, -74.0)
+    playback.add(1_000_000, answer)  # read first (another topic), timestamped after its request
+    assert not playback.full
+    playback.add(990_000, RideRequest("r1", "rider-1", 40.7, -74.0, 990.0))
+    playback.add(1_010_000, RideRequest("r2", "rider-2", 40.7, -74.0, 1_010.0))
+    assert playback.full and len(playback) == 3, "full stops reading ahead; what was read is kept"
+    assert playback.apply_due(1_000.0) == 2
+    assert [(r.request_id, r.state) for r in playback.riders] == [("r1", "en_route")]
+    assert playback.apply_due(1_010.0) == 1 and len(playback.riders) == 2
