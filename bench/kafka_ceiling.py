@@ -49,8 +49,8 @@ from bench.common import (
     write_result,
 )
 from bench.simulator_rate import producer_ceiling, sample_fixes
-from dashboard.feed import FETCH_MAX_WAIT_MS, FeedSpec
-from dashboard.service import DRIVER_POLL_RECORDS
+from dashboard.feed import FeedSpec
+from dashboard.service import DRIVER_FETCH_MAX_WAIT_MS, DRIVER_POLL_RECORDS
 from fleet.schema import InvalidMessage, parse_fix
 from simulator.producer import ProducerOptions
 
@@ -65,7 +65,7 @@ PRODUCER_SETTINGS = {
 }
 # The driver feed's (dashboard/service.py, dashboard/feed.py), fetch_min_bytes aside: a variant of its own below.
 DASHBOARD_CONSUMER = {
-    "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+    "fetch_max_wait_ms": DRIVER_FETCH_MAX_WAIT_MS,
     "max_poll_records": DRIVER_POLL_RECORDS,
     "fetch_max_bytes": FeedSpec.fetch_max_bytes,
     "max_partition_fetch_bytes": FeedSpec.max_partition_fetch_bytes,

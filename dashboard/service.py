@@ -48,11 +48,12 @@ CONSUMER_STUCK_S = 30.0
 # The driver feed: with kafka-python's 1 byte, a trickle of fixes is fetched a few records at a time:
 # at 1,000 fixes/s the fetch round trips took half the dashboard's CPU (13 % of a core, 7 % with 16 KiB;
 # measured with bench/pipeline.py). 16 KiB still meant ~120 fetches a second at 10,000 fixes/s; with
-# 256 KiB the broker answers every 50 ms (FETCH_MAX_WAIT_MS) up to ~50,000 fixes/s, and each fetch
-# in the green network thread costs the hub a round (issue 15, docs/benchmarks.md). The price is at
-# most 50 ms more latency. Small polls: the feed yields to the web server after each one,
-# so these bound how long it holds the other green threads.
+# 256 KiB the broker answers every DRIVER_FETCH_MAX_WAIT_MS unless 256 KiB come sooner, and every fetch round
+# costs kafka-python ~1.2 ms of CPU (issue 15, docs/benchmarks.md). The wait is one tick: a fetch's fixes go out with
+# the next frame, at most one tick later than with 1 byte. Small polls: the feed yields to the web server
+# after each one, so these bound how long it holds the other green threads.
 DRIVER_FETCH_MIN_BYTES = 256 * 1024
+DRIVER_FETCH_MAX_WAIT_MS = 100
 DRIVER_POLL_RECORDS = 1000
 # Riders are few: small polls keep each turn of the ride feed short.
 RIDE_POLL_RECORDS = 500
@@ -137,6 +138,7 @@ class Dashboard:
             dead_letter_topics=frozenset({topic}),
             max_poll_records=DRIVER_POLL_RECORDS,
             fetch_min_bytes=DRIVER_FETCH_MIN_BYTES,
+            fetch_max_wait_ms=DRIVER_FETCH_MAX_WAIT_MS,
         )
 
     def _ride_spec(self) -> FeedSpec:
@@ -199,10 +201,10 @@ class Dashboard:
 
     def stop(self) -> None:
         self._running = False
-        self.feed.stop()
-        self.ride_feed.stop()
-        self.zone_feed.stop()
-        self.alert_feed.stop()
+        for feed in self.feeds:  # each finishes within a poll: all at once, not one after the other
+            feed.ask_to_stop()
+        for feed in self.feeds:
+            feed.stop()
         self.inside.stop()
         self.zone_writer.close()
         self.metadata.stop()
