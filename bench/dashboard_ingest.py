@@ -16,6 +16,9 @@ Two parts, each running ``python -m dashboard`` against the broker named by --bo
    and the 2 s after it) beside the goal (15 µs) and the floor measured on the same topic right
    after: kafka-python alone in a fresh process with the driver feed's settings, decoding each fix
    with ``parse_fix`` and nothing else (``floor_cpu_us_per_fix``, bench/kafka_ceiling.py).
+3. idle: the dashboard on an empty topic with the clients connected, no fix sent: its CPU over
+   --duration seconds is what it costs to be up (Kafka's fetch rounds, the ticks); at 10,000 fixes/s
+   every 1 % of a core is 1 µs per fix.
 
     .venv/bin/python -m bench.dashboard_ingest
     .venv/bin/python -m bench.dashboard_ingest --parts paced --rates 10000,30000 --clients 10
@@ -62,12 +65,13 @@ QUICK = {"parts": "paced", "rates": "1000", "duration": 5.0}
 GOAL_CPU_US_PER_FIX = 15.0
 GOAL_FROM_DRIVERS = 10_000
 READBACK_POLL_S = 0.2
+IDLE_SETTLE_S = 5.0  # the consumers connected and their topics found
 READBACK_TIMEOUT_S = 120.0
 
 
 def main_parser() -> argparse.ArgumentParser:
     parser = bench_parser("bench.dashboard_ingest", __doc__, QUICK, "dashboard_ingest")
-    parser.add_argument("--parts", default="backlog,paced", help="which parts to run, comma-separated")
+    parser.add_argument("--parts", default="backlog,paced,idle", help="which parts to run, comma-separated")
     parser.add_argument("--backlog", type=int, default=300_000, help="fixes in the backlog part")
     parser.add_argument("--backlog-drivers", type=int, default=10_000, help="drivers in the backlog part")
     parser.add_argument("--rates", default="10000,20000,30000", help="fixes/s of the paced runs")
@@ -237,6 +241,24 @@ def paced_part(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def idle_part(args: argparse.Namespace) -> dict:
+    with (
+        Topic(args.bootstrap_servers, "dashboard") as topic,
+        Dashboard(args.bootstrap_servers, topic.name, readback_s=0) as dashboard,
+    ):
+        dashboard.connect(args.clients)
+        time.sleep(IDLE_SETTLE_S)
+        cpu_before, started = dashboard.child.cpu_s(), time.monotonic()
+        time.sleep(args.duration)
+        cpu, elapsed = dashboard.child.cpu_s() - cpu_before, time.monotonic() - started
+        return {
+            "seconds": round(elapsed, 1),
+            "clients": args.clients,
+            "dashboard_cpu_pct": round(100 * cpu / elapsed, 2),
+            "rss_mib": round(dashboard.child.rss_mib()),
+        }
+
+
 def floor_of(bootstrap: str, topic: str, count: int) -> dict:
     """kafka-python alone reading ``topic`` from its start with the driver feed's settings, decoding each fix."""
     from bench.kafka_ceiling import consume_in_fresh_process  # noqa: PLC0415 - only the paced part needs it
@@ -309,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{ {'yes': 'met', 'NO': 'NOT met'}.get(row['met'], 'not judged') }); "
                 f"the floor, kafka-python reading the same topic and only decoding: {row['floor_cpu_us_per_fix']} us"
             )
+    if "idle" in parts:
+        results["idle"] = [idle_part(args)]
+        print_table("idle: no fixes, clients connected", results["idle"], columns(results["idle"]))
     write_result(args.json or result_path("dashboard_ingest", args.quick), results)
     return 0
 
