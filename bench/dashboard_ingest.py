@@ -58,7 +58,7 @@ from bench.common import (
 )
 from fleet.schema import STATUSES, Fix, encode_fix
 
-QUICK = {"parts": "paced", "rates": "1000", "duration": 5.0}
+QUICK = {"parts": "paced,idle", "rates": "1000", "duration": 5.0}
 # Issue 15: the dashboard's CPU per consumed fix (all threads) at 10,000 and 30,000 drivers, read beside the
 # floor: kafka-python alone reading the same topic with the driver feed's settings and only decoding each fix
 # (``parse_fix``, bench/kafka_ceiling.py's "what the dashboard does" row), in a fresh process of the same run.
