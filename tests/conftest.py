@@ -39,6 +39,34 @@ SHARED_REFERENCE = ROOT / "tests" / "reference"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+# The topics every process reads unless told otherwise, besides the driver topic (tests name theirs).
+SHARED_TOPIC_SETTINGS = ("RIDE_REQUEST_TOPIC", "RIDE_MATCH_TOPIC", "ZONES_TOPIC", "ZONE_EVENTS_TOPIC")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_topics_of_this_session() -> Iterator[None]:
+    """Every process the tests start reads riders, zones and zone events of this session's own topics, unless a
+    test names its own.
+
+    A dashboard reads the zones topic whole, the last hour of zone events and the last minutes of rides:
+    ``make demo`` on the same broker leaves its riders, example zones and their events in the default topics,
+    which would show up as alerts, rows and Socket.IO events in tests that are about something else.
+    """
+    session = uuid.uuid4().hex[:8]
+    names = {
+        name: f"test-session-{session}-{name.lower().removesuffix('_topic').replace('_', '-')}"
+        for name in SHARED_TOPIC_SETTINGS
+    }
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ import pytest
 
 from broker.cluster import LocalCluster
 from broker.settings import BrokerSettings
-from tests.conftest import ARTIFACTS, ROOT, free_cluster_port, free_port
+from tests.conftest import ARTIFACTS, ROOT, SHARED_TOPIC_SETTINGS, free_cluster_port, free_port
 from tests.stack import kafka_panel, panel_shows_down, panel_shows_whole
 from tests.test_dashboard import wait_until
 
@@ -56,7 +56,12 @@ def tour_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], int, int]]:
     cluster_port, dashboard_port = free_cluster_port(3), free_port()
     cluster_dir = tmp_path / "cluster"
     env = {
-        **{k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "BROKER_NODES", "MAKEFLAGS")},
+        # The tour runs as in a user's shell: the default topics of a cluster of its own.
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "BROKER_NODES", "MAKEFLAGS", *SHARED_TOPIC_SETTINGS)
+        },
         "BROKER_CLUSTER_PORT": str(cluster_port),
         "BROKER_CLUSTER_DIR": str(cluster_dir),
         "DASHBOARD_PORT": str(dashboard_port),
