@@ -19,11 +19,50 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import FencedInstanceIdError, KafkaError, KafkaTimeoutError, ProducerFencedError
 
+from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS
+from bus.deadletter import DLQ_MAX_MESSAGE_BYTES
+from fleet.settings import bootstrap_list
+
 log = logging.getLogger(__name__)
+
+# An open transaction of a process that died blocks read_committed readers of what it writes until it is
+# aborted: by the restarted process at once (same transactional id), or by the broker after this long.
+TRANSACTION_TIMEOUT_MS = 10_000
+# kafka-python retries the first request of a transaction with retry_backoff_ms while the broker
+# still writes the previous commit's markers; at the default 100 ms every transaction takes
+# 200 ms or more, at 20 ms (what the Java client uses for that case) about 40 ms.
+TRANSACTION_RETRY_BACKOFF_MS = 20
+MAX_BLOCK_MS = 10_000
+# How long a commit or an abort may wait for the transaction coordinator: a new coordinator is found within
+# seconds of a broker's death, so a longer silence means the answer was lost.
+TRANSACTION_WAIT_S = MAX_BLOCK_MS / 1000
 
 
 class TransactionTimedOut(KafkaTimeoutError):  # type: ignore[misc]  # kafka-python is untyped
     """The transaction coordinator did not answer in time; the producer's transaction state is unknown."""
+
+
+def open_producer(bootstrap_servers: str, transactional_id: str) -> KafkaProducer:
+    """A transactional producer, its transactions initialised (which aborts whatever a previous run with this
+    transactional id left open); raises a KafkaError when Kafka does not answer. It may also copy records to
+    dead-letter topics in its transactions, hence its request size."""
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap_list(bootstrap_servers),
+        transactional_id=transactional_id,
+        transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+        retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
+        linger_ms=5,
+        max_block_ms=MAX_BLOCK_MS,
+        max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
+        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+    )
+    try:
+        producer.init_transactions()
+    except KafkaError:
+        producer.close(timeout=1)
+        raise
+    return producer
 
 
 def send_offsets(producer: KafkaProducer, offsets: dict[Any, Any], group_metadata: Any, timeout_s: float) -> None:

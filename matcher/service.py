@@ -47,7 +47,6 @@ from bus.clients import (
     opened,
 )
 from bus.deadletter import (
-    DLQ_MAX_MESSAGE_BYTES,
     DeadLetterSink,
     dead_letter_topic,
     ensure_dead_letter_topic,
@@ -80,17 +79,6 @@ REQUEST_MAX_RECORDS = 1000
 # A matcher that dies is replaced (its partitions reassigned) after this long; one restarted
 # with the same instance id takes its partitions back at once (static group membership).
 SESSION_TIMEOUT_MS = 10_000
-# An open transaction of a matcher that died blocks read_committed readers of ride-matches
-# until it is aborted: by the restarted matcher at once, or by the broker after this long.
-TRANSACTION_TIMEOUT_MS = 10_000
-# kafka-python retries the first request of a transaction with retry_backoff_ms while the broker
-# still writes the previous commit's markers; at the default 100 ms every transaction takes
-# 200 ms or more, at 20 ms (what the Java client uses for that case) about 40 ms.
-TRANSACTION_RETRY_BACKOFF_MS = 20
-MAX_BLOCK_MS = 10_000
-# How long a commit or an abort may wait for the transaction coordinator (bus/transactions.py): a new
-# coordinator is found within seconds of a broker's death, so a longer silence means the answer was lost.
-TRANSACTION_WAIT_S = MAX_BLOCK_MS / 1000
 FORGET_ANSWERS_INTERVAL_S = 10.0
 # A transaction that failed because a dead letter could not be written would fail again on the same
 # request after the resync, forever. So for this long after such a failure, refused requests are not
@@ -272,25 +260,7 @@ class MatcherService:
         return self
 
     def open_producer(self) -> KafkaProducer:
-        """The transactional producer, its transactions initialised (which aborts whatever a previous run with
-        this instance id left open); raises a KafkaError when Kafka does not answer."""
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap_list(self.config.bootstrap_servers),
-            transactional_id=self.config.transactional_id,
-            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-            retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
-            linger_ms=5,
-            max_block_ms=MAX_BLOCK_MS,
-            max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
-            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
-        )
-        try:
-            producer.init_transactions()
-        except KafkaError:
-            producer.close(timeout=1)
-            raise
-        return producer
+        return transactions.open_producer(self.config.bootstrap_servers, self.config.transactional_id)
 
     def new_producer(self) -> KafkaProducer | None:
         """A new transactional producer, retried until Kafka answers (None if stopped first)."""
@@ -509,9 +479,9 @@ class MatcherService:
                     for partition, (offset, timestamp_ms, read_to) in positions.items()
                 }
                 transactions.send_offsets(
-                    self.producer, offsets, self.request_consumer.group_metadata(), TRANSACTION_WAIT_S
+                    self.producer, offsets, self.request_consumer.group_metadata(), transactions.TRANSACTION_WAIT_S
                 )
-            transactions.commit(self.producer, TRANSACTION_WAIT_S)
+            transactions.commit(self.producer, transactions.TRANSACTION_WAIT_S)
         except KafkaError as e:
             self.recover(e)
             return
@@ -574,7 +544,7 @@ class MatcherService:
         """
         if self.lifecycle.in_transaction:
             fenced = transactions.abort_or_replace(
-                self.producer, producer_lost, self.replace_producer, TRANSACTION_WAIT_S
+                self.producer, producer_lost, self.replace_producer, transactions.TRANSACTION_WAIT_S
             )
             if fenced is not None:
                 self.recover(fenced)

@@ -49,7 +49,7 @@ from bus.clients import (
     ensure_topics,
     opened,
 )
-from bus.deadletter import DLQ_MAX_MESSAGE_BYTES, ensure_dead_letter_topic, send_dead_letter
+from bus.deadletter import ensure_dead_letter_topic, send_dead_letter
 from bus.intake import Record, Refusals, take
 from bus.runtime import claim_instance
 from fleet import decode
@@ -68,10 +68,6 @@ FIX_MAX_RECORDS = 2000
 ZONE_MAX_RECORDS = 500
 STATE_MAX_RECORDS = 5000
 SESSION_TIMEOUT_MS = 10_000
-TRANSACTION_TIMEOUT_MS = 10_000
-TRANSACTION_RETRY_BACKOFF_MS = 20
-MAX_BLOCK_MS = 10_000
-TRANSACTION_WAIT_S = MAX_BLOCK_MS / 1000
 ERROR_LOG_INTERVAL_S = 60.0
 # Invalid zones remembered until the instance that copies them to zones.dlq has done so.
 MAX_ZONE_REFUSALS = 1000
@@ -243,23 +239,7 @@ class ZonesService:
         return self
 
     def open_producer(self) -> KafkaProducer:
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap_list(self.config.bootstrap_servers),
-            transactional_id=self.config.transactional_id,
-            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-            retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
-            linger_ms=5,
-            max_block_ms=MAX_BLOCK_MS,
-            max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
-            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
-        )
-        try:
-            producer.init_transactions()  # aborts what a previous run with this id left open
-        except KafkaError:
-            producer.close(timeout=1)
-            raise
-        return producer
+        return transactions.open_producer(self.config.bootstrap_servers, self.config.transactional_id)
 
     def read_zones_to_end(self) -> None:
         """The whole zone table before any fix: a driver's state names zones that must be known."""
@@ -454,8 +434,10 @@ class ZonesService:
                 return
             self.begin_transaction()
             if offsets:
-                transactions.send_offsets(self.producer, offsets, self.fixes.group_metadata(), TRANSACTION_WAIT_S)
-            transactions.commit(self.producer, TRANSACTION_WAIT_S)
+                transactions.send_offsets(
+                    self.producer, offsets, self.fixes.group_metadata(), transactions.TRANSACTION_WAIT_S
+                )
+            transactions.commit(self.producer, transactions.TRANSACTION_WAIT_S)
         except KafkaError as e:
             self.recover(e)
             return
@@ -483,7 +465,7 @@ class ZonesService:
         self.counts.aborts += 1
         if self.in_transaction:
             fenced = transactions.abort_or_replace(
-                self.producer, producer_lost, self.replace_producer, TRANSACTION_WAIT_S
+                self.producer, producer_lost, self.replace_producer, transactions.TRANSACTION_WAIT_S
             )
             if fenced is not None:
                 self.recover(fenced)
