@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -62,6 +62,36 @@ BOOTSTRAP_TIMEOUT_MS = 5000
 # After a broker restart, reconnect within a second instead of backing off up to kafka-python's 30 s: measured, a
 # matcher with the default fetched nothing for the first 11 s after its single broker came back.
 RECONNECT_BACKOFF_MAX_MS = 1000
+
+
+def close_producer(producer: KafkaProducer, timeout_s: float, what: str) -> None:
+    """Close ``producer`` within about ``timeout_s`` even when Kafka does not answer; never raises a KafkaError.
+
+    kafka-python 3.0.12's ``close`` flushes first and raises when the flush times out, before it stops
+    its I/O thread: that thread and its connections live on, and the producer's ``__del__`` closes (and
+    fails) again, printing a traceback (tests/test_cluster_faults.py caught one in a matcher replacing the
+    producer of a transaction whose coordinator was killed). The records still pending are failed instead.
+    """
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaError as e:
+        log.info("%s did not close cleanly (%s: %s); failing what it had not sent", what, type(e).__name__, e)
+        abandon(producer)
+        try:
+            producer.close(timeout=0)
+        except KafkaError as again:
+            log.warning("%s: its I/O thread did not stop (%s)", what, type(again).__name__)
+
+
+def abandon(producer: KafkaProducer) -> None:
+    """Fail every batch still pending (its errbacks see the error) and stop the producer's I/O thread.
+
+    kafka-python's ``close(timeout)`` flushes first and raises while batches are pending, before it
+    reaches its own force-close; force-closing the sender thread directly is what is left.
+    """
+    sender = producer._sender
+    sender.force_close()
+    sender.join(timeout=5)
 
 
 def connect(

@@ -24,7 +24,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 
-from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, connect, ensure_topics
+from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, close_producer, connect, ensure_topics
 from bus.intake import Record
 from fleet.decode import Refusal
 
@@ -167,7 +167,7 @@ class DeadLetterSink:
             self._note_failure(f"{type(e).__name__}: {e}")
         finally:
             if producer is not None:
-                producer.close(timeout=2)
+                close_producer(producer, 2, "the dead-letter producer")
             self._fail_all_queued("the dead-letter worker stopped")
             self._finished.set()
 

@@ -19,7 +19,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import FencedInstanceIdError, KafkaError, KafkaTimeoutError, ProducerFencedError
 
-from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS
+from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, close_producer
 from bus.deadletter import DLQ_MAX_MESSAGE_BYTES
 from fleet.settings import bootstrap_list
 
@@ -119,8 +119,5 @@ def abort_or_replace(
 
 def discard(producer: KafkaProducer) -> None:
     """Close a producer being replaced; it is dropped whatever happens (measured: its flush times out when
-    the broker just came back), so a failure to close is logged, not raised."""
-    try:
-        producer.close(timeout=1)
-    except KafkaError as e:
-        log.info("the old producer did not close cleanly (%s: %s)", type(e).__name__, e)
+    the broker just came back)."""
+    close_producer(producer, 1, "the old producer")

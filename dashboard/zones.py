@@ -29,7 +29,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 
-from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, ensure_topics
+from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, close_producer, ensure_topics
 from fleet.schema import Status
 from fleet.settings import bootstrap_list
 from fleet.state import FleetState, TrackedDriver
@@ -103,7 +103,7 @@ class ZoneWriter:
     def close(self) -> None:
         with self._lock:
             if self._producer is not None:
-                self._producer.close(timeout=5)
+                close_producer(self._producer, 5, "the zone writer's producer")
                 self._producer = None
 
     def _ready_producer(self) -> KafkaProducer:

@@ -42,6 +42,7 @@ from bus.clients import (
     BOOTSTRAP_TIMEOUT_MS,
     RECONNECT_BACKOFF_MAX_MS,
     ForwardRebalance,
+    close_producer,
     connect,
     ensure_topics,
     opened,
@@ -314,7 +315,7 @@ class MatcherService:
             if client is not None:
                 client.close()
         if self._producer is not None:
-            self._producer.close(timeout=5)
+            close_producer(self._producer, 5, "the matcher's producer")
         if self._admin is not None:
             self._admin.close()
         self._request_consumer = self._state_consumer = self._producer = self._admin = None

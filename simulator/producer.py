@@ -20,7 +20,14 @@ from typing import Any, TextIO
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, connect, ensure_topics
+from bus.clients import (
+    BOOTSTRAP_TIMEOUT_MS,
+    RECONNECT_BACKOFF_MAX_MS,
+    abandon,
+    close_producer,
+    connect,
+    ensure_topics,
+)
 from fleet.schema import Status
 from fleet.settings import DRIVER_TOPIC, bootstrap_list
 from simulator.dispatch import Dispatch, RiderOptions, open_match_consumer
@@ -333,18 +340,4 @@ def finish(producer: KafkaProducer, delivery: Delivery, timeout_s: float) -> Non
     except KeyboardInterrupt:
         log.warning("second signal: not waiting for Kafka; %d unanswered fixes count as failed", delivery.unconfirmed)
         abandon(producer)
-    try:
-        producer.close(timeout=5)
-    except KafkaTimeoutError:
-        log.warning("the Kafka producer did not close cleanly; %d fixes unconfirmed", delivery.unconfirmed)
-
-
-def abandon(producer: KafkaProducer) -> None:
-    """Fail every batch still pending, so its errbacks count it.
-
-    kafka-python's close(timeout) flushes first and raises while batches are pending, before it
-    reaches its own force-close; force-closing the sender thread directly is what is left.
-    """
-    sender = producer._sender
-    sender.force_close()
-    sender.join(timeout=5)
+    close_producer(producer, 5, "the simulator's producer")

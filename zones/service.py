@@ -45,6 +45,7 @@ from bus.clients import (
     BOOTSTRAP_TIMEOUT_MS,
     RECONNECT_BACKOFF_MAX_MS,
     ForwardRebalance,
+    close_producer,
     connect,
     ensure_topics,
     opened,
@@ -267,7 +268,7 @@ class ZonesService:
             if client is not None:
                 client.close()
         if self._producer is not None:
-            self._producer.close(timeout=5)
+            close_producer(self._producer, 5, "the zone processor's producer")
         if self._admin is not None:
             self._admin.close()
         self._fixes = self._zones = self._state = self._producer = self._admin = None
