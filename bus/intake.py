@@ -43,14 +43,16 @@ class Record(Protocol):
 
 def take(
     records: Iterable[Record],
-    decode: Callable[[Record], Any],
+    decoder: Callable[[bytes | None, bytes | None, float], Any],
+    now: float,
     apply: Callable[[list[tuple[Any, Record]]], None],
     refuse: Callable[[Record, Refusal], None],
 ) -> int:
-    """Decode every record, apply the messages as one batch, refuse the rest; return how many were applied."""
+    """Decode every record (``decoder(key, value, now)``: a total decoder of fleet.decode), apply the messages
+    as one batch, refuse the rest; return how many were applied."""
     messages: list[tuple[Any, Record]] = []
     for record in records:
-        result = decode(record)
+        result = decoder(record.key, record.value, now)
         if type(result) is Refusal:
             refuse(record, result)
         else:

@@ -41,6 +41,7 @@ from kafka.errors import KafkaError
 from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, consume_until_stopped
 from bus.deadletter import DeadLetterSink, DeadLetterStats
 from bus.intake import Record, Refusals, take
+from bus.lean_fetch import lean_consumer
 from fleet.decode import Decoder, Refusal
 from fleet.settings import bootstrap_list
 
@@ -184,7 +185,7 @@ class Feed:
 
     def _new_consumer(self) -> KafkaConsumer:
         spec = self.spec
-        consumer = KafkaConsumer(
+        consumer = lean_consumer(
             bootstrap_servers=bootstrap_list(self.bootstrap),
             client_id=self.client_id,
             group_id=None,  # every instance reads every partition and commits nothing
@@ -301,16 +302,12 @@ class Feed:
         for tp, partition_records in records.items():
             # Past these records before anything is done with them: whatever happens, none is read again.
             self._positions[tp] = partition_records[-1].offset + 1
-            decoder = self.spec.decoders[tp.topic]
             applier = self.spec.appliers[tp.topic]
-
-            def decode(record: Record, decoder: Decoder = decoder) -> Any:
-                return decoder(record.key, record.value, now)
 
             def apply(items: list[tuple[Any, Record]], applier: Applier = applier) -> None:
                 applier(items, now)
 
-            take(partition_records, decode, apply, self._refuse)
+            take(partition_records, self.spec.decoders[tp.topic], now, apply, self._refuse)
 
     def _refuse(self, record: Record, refusal: Refusal) -> None:
         self.refusals.note(record, refusal)

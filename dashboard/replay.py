@@ -31,6 +31,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from bus.clients import BOOTSTRAP_TIMEOUT_MS
+from bus.lean_fetch import lean_consumer
 from dashboard.push import EVENT_RIDES
 from dashboard.settings import DashboardSettings
 from fleet import decode, frames
@@ -231,7 +232,7 @@ class ReplaySession:
         return seek.id if seek is not None else 0
 
     def _new_consumer(self, isolation_level: str = "read_uncommitted") -> KafkaConsumer:
-        return KafkaConsumer(
+        return lean_consumer(
             bootstrap_servers=self.settings.bootstrap_servers.split(","),
             client_id="dashboard-replay",
             isolation_level=isolation_level,

@@ -6,7 +6,7 @@ not written in transactions). A track reads only the driver's partition, found f
 producer's default partitioner found it (murmur2), from the offset ``offsets_for_times`` gives for the
 window's start minus :data:`SEEK_MARGIN_S`, until :data:`PAST_END_RECORDS` of its records in a row are
 stamped after the window's end plus the margin (or the partition's end as the read started); the other
-keys' records are skipped without being built (:mod:`dashboard.keyed_fetch`). Kafka seeks by the record's
+keys' records are skipped without being built (:mod:`bus.lean_fetch`). Kafka seeks by the record's
 timestamp (the producer's CreateTime) while a track is about the fix's own ``timestamp``: the margin lets a
 fix sent a little late, or by a producer whose clock is a little off, still be found; the fix's own
 timestamp then decides (docs/api.md, "Driver tracks and shared maps").
@@ -35,8 +35,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from bus.clients import BOOTSTRAP_TIMEOUT_MS
+from bus.lean_fetch import only_key
 from bus.partitioning import key_partition
-from dashboard.keyed_fetch import only_key
 from fleet import decode
 from fleet.decode import Refusal
 from fleet.errors import FleetError

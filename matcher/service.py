@@ -54,6 +54,7 @@ from bus.deadletter import (
     send_dead_letter,
 )
 from bus.intake import Record, Refusals, take
+from bus.lean_fetch import lean_consumer
 from bus.partitioning import key_partition
 from bus.runtime import claim_instance
 from fleet import decode
@@ -241,7 +242,7 @@ class MatcherService:
             ensure_dead_letter_topic(self.admin, config.request_topic)
             self._producer = self.open_producer()
             self._state_consumer = self.open_state_consumer()
-            self._request_consumer = KafkaConsumer(
+            self._request_consumer = lean_consumer(
                 bootstrap_servers=servers,
                 group_id=config.group_id,
                 group_instance_id=config.instance,
@@ -268,7 +269,7 @@ class MatcherService:
         return connect(self.open_producer, "matcher producer", self.config.bootstrap_servers, self.stop)
 
     def open_state_consumer(self) -> KafkaConsumer:
-        return KafkaConsumer(
+        return lean_consumer(
             bootstrap_servers=bootstrap_list(self.config.bootstrap_servers),
             isolation_level="read_committed",
             enable_auto_commit=False,
@@ -376,14 +377,16 @@ class MatcherService:
             if partition.topic == self.config.driver_topic:
                 take(
                     records,
-                    lambda r: decode.FIXES(r.key, r.value, now),
+                    decode.FIXES,
+                    now,
                     lambda items: self.on_fixes(items, now),
                     self.refuse_state,
                 )
             else:
                 take(
                     records,
-                    lambda r: decode.MATCHES(r.key, r.value, now),
+                    decode.MATCHES,
+                    now,
                     lambda items: self.on_matches(items, now),
                     self.refuse_state,
                 )

@@ -21,6 +21,7 @@ from kafka.errors import KafkaError
 
 from bus.clients import BOOTSTRAP_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, connect
 from bus.intake import Record, Refusals, take
+from bus.lean_fetch import lean_consumer
 from fleet import decode
 from fleet.decode import Refusal
 from fleet.rides import MATCHED, RideMatch, encode_request, request_key
@@ -46,7 +47,7 @@ def open_match_consumer(bootstrap: str, topic: str, stop: threading.Event) -> Ka
     """A consumer of every partition of ``topic``, positioned at its end now; None if stopped first."""
 
     def create() -> KafkaConsumer:
-        consumer = KafkaConsumer(
+        consumer = lean_consumer(
             bootstrap_servers=bootstrap_list(bootstrap),
             client_id="simulator-matches",
             isolation_level="read_committed",
@@ -139,7 +140,8 @@ class Dispatch:
         for records in batches.values():
             take(
                 records,
-                lambda r: decode.MATCHES(r.key, r.value, now),
+                decode.MATCHES,
+                now,
                 lambda items: self.on_answers(items, fleet_now),
                 self.on_refused,
             )

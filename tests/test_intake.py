@@ -28,14 +28,10 @@ def fix_record(driver_id: str, offset: int) -> FakeRecord:
     return FakeRecord(encode_fix(Fix(driver_id, 40.0, -73.0, NOW)), offset, driver_id.encode())
 
 
-def decode_fix(record: FakeRecord):
-    return decode.FIXES(record.key, record.value, NOW)
-
-
 def test_valid_records_are_applied_as_one_batch_and_invalid_ones_refused_with_their_reason():
     batches, refused = [], []
     records = [fix_record("a", 0), FakeRecord(b"not json", 1), fix_record("b", 2)]
-    applied = take(records, decode_fix, batches.append, lambda r, why: refused.append((r.offset, why.reason)))
+    applied = take(records, decode.FIXES, NOW, batches.append, lambda r, why: refused.append((r.offset, why.reason)))
     assert applied == 2
     assert [[fix.driver_id for fix, _ in batch] for batch in batches] == [["a", "b"]]
     assert refused == [(1, "not_json")]
@@ -52,7 +48,7 @@ def test_a_record_whose_apply_raises_is_refused_as_internal_error_and_the_others
 
     refused = []
     records = [fix_record("a", 0), fix_record("boom", 1), fix_record("c", 2)]
-    applied = take(records, decode_fix, apply, lambda r, why: refused.append((r.offset, why)))
+    applied = take(records, decode.FIXES, NOW, apply, lambda r, why: refused.append((r.offset, why)))
     assert applied == 2
     assert held == {"a": 0, "c": 2}
     assert len(refused) == 1

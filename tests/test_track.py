@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
+from bus.lean_fetch import LeanRecords
 from bus.partitioning import key_partition
 from dashboard.export import Assets, fleet_file, markup_text, runs_by_speed, speed_class, track_file
-from dashboard.keyed_fetch import KeyedRecords
 from dashboard.tracks import PAST_END_RECORDS, ScanPlan, ScanResult, _scan, driver_id_from_path
 from fleet.geo import AREAS, destination, haversine_m
 from fleet.schema import Fix
@@ -407,6 +407,6 @@ def test_the_keyed_walk_finds_exactly_the_records_kafka_python_finds_for_the_key
     ]
     wanted = [(100 + n, 1_795_645_154_000 + n * 1000, k, v) for n, (k, v, _) in enumerate(records) if k == key]
     tp = SimpleNamespace(topic="t", partition=3)
-    keyed = type("Keyed", (KeyedRecords,), {"key": key})(100, tp, fetched(records, compression))
+    keyed = type("Keyed", (LeanRecords,), {"key": key})(100, tp, fetched(records, compression))
     got = [(r.offset, r.timestamp, r.key, r.value) for r in keyed.take()]
     assert got == wanted and keyed.next_fetch_offset == 100 + len(records)

@@ -52,6 +52,7 @@ from bus.clients import (
 )
 from bus.deadletter import ensure_dead_letter_topic, send_dead_letter
 from bus.intake import Record, Refusals, take
+from bus.lean_fetch import lean_consumer
 from bus.runtime import claim_instance
 from fleet import decode
 from fleet.decode import Refusal
@@ -200,7 +201,7 @@ class ZonesService:
             ensure_topics(self._admin, {config.zones_topic: 1}, COMPACT)
             ensure_dead_letter_topic(self._admin, config.driver_topic)
             ensure_dead_letter_topic(self._admin, config.zones_topic)
-            self._zones = KafkaConsumer(enable_auto_commit=False, max_poll_records=ZONE_MAX_RECORDS, **common)
+            self._zones = lean_consumer(enable_auto_commit=False, max_poll_records=ZONE_MAX_RECORDS, **common)
             zone_partitions = self.partition_count(self._zones, config.zones_topic)
             if zone_partitions != 1:
                 raise FatalError(
@@ -216,13 +217,13 @@ class ZonesService:
                     "the changelog needs as many (delete it, or name another with --state-topic)"
                 )
             self._producer = self.open_producer()
-            self._state = KafkaConsumer(
+            self._state = lean_consumer(
                 isolation_level="read_committed",
                 enable_auto_commit=False,
                 max_poll_records=STATE_MAX_RECORDS,
                 **common,
             )
-            self._fixes = KafkaConsumer(
+            self._fixes = lean_consumer(
                 group_id=config.group_id,
                 group_instance_id=config.instance,
                 isolation_level="read_committed",
@@ -314,7 +315,7 @@ class ZonesService:
         batch = self.zones.poll(timeout_ms=timeout_ms, max_records=ZONE_MAX_RECORDS)
         now = time.time()
         for records in batch.values():
-            take(records, lambda r: decode.ZONES(r.key, r.value, now), self.apply_zones, self.refuse_zone)
+            take(records, decode.ZONES, now, self.apply_zones, self.refuse_zone)
         if batch:
             self.dead_letter_zones()
 
@@ -352,7 +353,8 @@ class ZonesService:
             self.counts.fixes += len(records)
             take(
                 records,
-                lambda r: decode.FIXES(r.key, r.value, now),
+                decode.FIXES,
+                now,
                 functools.partial(self.on_fixes, tracker),
                 self.refuse_fix,
             )
