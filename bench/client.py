@@ -35,21 +35,6 @@ import websocket._core
 
 from fleet import frames
 
-# The record layout of docs/api.md ("Binary record: 24 bytes, little-endian").
-RECORD_DTYPE = np.dtype(
-    [
-        ("idx", "<u4"),
-        ("lat", "<i4"),
-        ("lon", "<i4"),
-        ("ms", "<i4"),
-        ("heading", "<u2"),
-        ("speed", "<u2"),
-        ("status", "u1"),
-        ("reserved8", "u1"),
-        ("reserved16", "<u2"),
-    ]
-)
-assert RECORD_DTYPE.itemsize == frames.RECORD_SIZE
 TUTORIAL_EVENT = "location_update"
 
 
@@ -159,7 +144,7 @@ class FramesReceiver(Receiver):
             self._apply(payload["data"], payload["t0"], received)
 
     def _apply(self, data: bytes, t0: float, received: float) -> None:
-        records = np.frombuffer(data, dtype=RECORD_DTYPE)
+        records = np.frombuffer(data, dtype=frames.RECORD_DTYPE)
         if not len(records):
             return
         idx = records["idx"].astype(np.int64)

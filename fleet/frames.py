@@ -9,10 +9,13 @@ plain dicts whose ``data`` is ``bytes``, which Socket.IO sends as a binary attac
 from __future__ import annotations
 
 import math
+import operator
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import numpy as np
 
 from fleet.schema import Status
 
@@ -24,6 +27,26 @@ STATUS_CODES: dict[str | None, int] = {None: 0, Status.AVAILABLE: 1, Status.ON_T
 STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 _SPEED_MAX = UNKNOWN_U16 - 1
+# The same layout as numpy sees it (docs/api.md, "Binary record: 24 bytes, little-endian").
+RECORD_DTYPE = np.dtype(
+    [
+        ("idx", "<u4"),
+        ("lat", "<i4"),
+        ("lon", "<i4"),
+        ("ms", "<i4"),
+        ("heading", "<u2"),
+        ("speed", "<u2"),
+        ("status", "u1"),
+        ("reserved8", "u1"),
+        ("reserved16", "<u2"),
+    ]
+)
+# One column at a time: a getter mapped over the drivers feeds numpy in C (a tuple per driver, transposed with
+# zip, cost more than the struct packing it replaces).
+_IDX, _LATITUDE, _LONGITUDE, _TIMESTAMP = (
+    operator.attrgetter(a) for a in ("idx", "latitude", "longitude", "timestamp")
+)
+_HEADING, _SPEED, _STATUS = (operator.attrgetter(a) for a in ("heading", "speed_kmh", "status"))
 
 
 class Positioned(Protocol):
@@ -58,32 +81,26 @@ def frame_t0(now: float) -> float:
 
 
 def encode_records(drivers: Sequence[Positioned], t0: float) -> bytes:
-    """One 24-byte record per driver, in order."""
-    buffer = bytearray(RECORD_SIZE * len(drivers))
-    pack_into = RECORD.pack_into
-    status_codes = STATUS_CODES
-    offset = 0
-    for d in drivers:
-        relative_ms = round((d.timestamp - t0) * 1000.0)
-        if not _I32_MIN <= relative_ms <= _I32_MAX:
-            relative_ms = _I32_MIN if relative_ms < 0 else _I32_MAX
-        heading = d.heading
-        speed = d.speed_kmh
-        pack_into(
-            buffer,
-            offset,
-            d.idx,
-            round(d.latitude * 1e6),
-            round(d.longitude * 1e6),
-            relative_ms,
-            UNKNOWN_U16 if heading is None else round(heading * 10.0),
-            UNKNOWN_U16 if speed is None else min(round(speed * 10.0), _SPEED_MAX),
-            status_codes.get(d.status, 0),
-            0,
-            0,
-        )
-        offset += RECORD_SIZE
-    return bytes(buffer)
+    """One 24-byte record per driver, in order.
+
+    Column by column with numpy: 0.26-0.28 µs a driver where packing each record with ``struct`` took
+    0.66-0.71 (bench/fleet_state.py), for the same bytes (tests/test_frames.py checks them against
+    ``struct``). ``rint`` rounds half to even, as Python's ``round`` does; a float array holds None as NaN,
+    which stands for "unknown".
+    """
+    count = len(drivers)
+    out = np.zeros(count, RECORD_DTYPE)
+    out["idx"] = np.fromiter(map(_IDX, drivers), np.uint32, count)
+    out["lat"] = np.rint(np.fromiter(map(_LATITUDE, drivers), float, count) * 1e6)
+    out["lon"] = np.rint(np.fromiter(map(_LONGITUDE, drivers), float, count) * 1e6)
+    milliseconds = (np.fromiter(map(_TIMESTAMP, drivers), float, count) - t0) * 1000.0
+    out["ms"] = np.clip(np.rint(milliseconds), _I32_MIN, _I32_MAX)
+    headings = np.array(list(map(_HEADING, drivers)), dtype=float)
+    out["heading"] = np.where(np.isnan(headings), UNKNOWN_U16, np.rint(headings * 10.0))
+    speeds = np.array(list(map(_SPEED, drivers)), dtype=float)
+    out["speed"] = np.where(np.isnan(speeds), UNKNOWN_U16, np.minimum(np.rint(speeds * 10.0), _SPEED_MAX))
+    out["status"] = [STATUS_CODES.get(status, 0) for status in map(_STATUS, drivers)]
+    return out.tobytes()
 
 
 def decode_records(data: bytes, t0: float) -> list[Record]:
