@@ -18,9 +18,10 @@ import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import orjson
+import msgspec
+from msgspec import Meta
 
 
 class Status(StrEnum):
@@ -184,11 +185,12 @@ def parse_fix(value: bytes | None, now: float, key: bytes | None = None) -> Fix:
 
     A record with a key must name the same driver as its body; one without a key is fine.
 
-    The common fix (a string id, float coordinates and timestamp in range, the optional fields well
-    formed) takes a fast path: orjson and inline checks that accept only what the full checks accept,
-    with the same result. Anything else, valid or not, goes through the standard ``json`` and the
-    full checks, so every refusal and its reason are theirs (orjson would differ on some odd input:
-    NaN literals, lone surrogates, integers over 64 bits, which it reads as floats).
+    The common fix (a string id, numbers in range, the optional fields well formed, not ahead of
+    ``now``) takes a fast path: msgspec parses it into a typed struct, checking types and ranges as it
+    goes, then a few inline checks; it accepts only what the full checks accept, with the same result.
+    Anything else, valid or not, goes through the standard ``json`` and the full checks, so every
+    refusal and its reason are theirs. Measured on a slow day of this machine: 2.5 µs a fix with orjson
+    and checks in Python, ~1.2 µs this way (bench/fleet_state.py).
     """
     return parse_fix_record(key, value, now)
 
@@ -203,7 +205,23 @@ def parse_fix_record(key: bytes | None, value: bytes | None, now: float) -> Fix:
     return fix
 
 
-_STATUS_VALUES = frozenset(str(status) for status in STATUSES)
+class _PlainFix(msgspec.Struct):
+    """A fix as producers usually write it, typed for msgspec, which checks the types and ranges while it
+    parses, in C: the fast path's parse. Whatever it refuses goes through the full checks, which name the
+    reason; what it takes, the full checks take too, with the same values (msgspec reads an integer for
+    a float as ``float()`` does, and a repeated field as its last occurrence, as ``json`` does)."""
+
+    driver_id: Annotated[str, Meta(min_length=1, max_length=MAX_DRIVER_ID_CHARS)]
+    latitude: Annotated[float, Meta(ge=-90.0, le=90.0)]
+    longitude: Annotated[float, Meta(ge=-180.0, le=180.0)]
+    timestamp: Annotated[float, Meta(ge=0.0)]
+    heading: Annotated[float, Meta(ge=0.0, le=360.0)] | None = None
+    speed_kmh: Annotated[float, Meta(ge=0.0)] | None = None  # msgspec refuses 1e999 rather than make it inf
+    status: Literal[tuple(str(status) for status in STATUSES)] | None = None  # type: ignore[valid-type]
+    seq: Annotated[int, Meta(ge=0, le=MAX_SEQ)] | None = None
+
+
+_decode_plain_fix = msgspec.json.Decoder(_PlainFix).decode
 
 
 def _fast_fix(value: bytes, now: float, key: bytes | None) -> Fix | None:
@@ -211,43 +229,24 @@ def _fast_fix(value: bytes, now: float, key: bytes | None) -> Fix | None:
     if len(value) > MAX_VALUE_BYTES or value.count(b"{") + value.count(b"[") > MAX_JSON_DEPTH:
         return None
     try:
-        message = orjson.loads(value)
-        driver_id = message["driver_id"]
-        latitude = message["latitude"]
-        longitude = message["longitude"]
-        timestamp = message["timestamp"]
-        get = message.get
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        plain = _decode_plain_fix(value)
+    except msgspec.MsgspecError:
         return None
-    # Comparisons with NaN are false and the bounds are finite, so each range check also refuses NaN and inf.
-    if not (
-        type(driver_id) is str
-        and 0 < len(driver_id) <= MAX_DRIVER_ID_CHARS
-        and type(latitude) is float
-        and -90.0 <= latitude <= 90.0
-        and type(longitude) is float
-        and -180.0 <= longitude <= 180.0
-        and type(timestamp) is float
-        and 0.0 <= timestamp <= now
-    ):
+    driver_id = plain.driver_id
+    if plain.timestamp > now or (key is not None and key != driver_id.encode("utf-8")):
         return None
     if not (driver_id.isascii() and driver_id.isprintable()) and _FORBIDDEN_CHARS.search(driver_id) is not None:
         return None
-    heading = get("heading")
-    if heading is not None and not (type(heading) is float and 0.0 <= heading <= 360.0):
-        return None
-    speed = get("speed_kmh")
-    if speed is not None and not (type(speed) is float and 0.0 <= speed < math.inf):
-        return None
-    status = get("status")
-    if status is not None and not (type(status) is str and status in _STATUS_VALUES):
-        return None
-    seq = get("seq")
-    if seq is not None and not (type(seq) is int and 0 <= seq <= MAX_SEQ):
-        return None
-    if key is not None and key != driver_id.encode("utf-8"):
-        return None
-    return Fix(driver_id, latitude, longitude, timestamp, heading, speed, status, seq)
+    return Fix(
+        driver_id,
+        plain.latitude,
+        plain.longitude,
+        plain.timestamp,
+        plain.heading,
+        plain.speed_kmh,
+        plain.status,
+        plain.seq,
+    )
 
 
 def check_key(key: bytes | None, entity_id: str) -> None:

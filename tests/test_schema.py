@@ -97,7 +97,7 @@ def test_wall_clock_timestamps_are_accepted():
     assert math.isfinite(parse_fix(message(timestamp=time.time()), time.time()).timestamp)
 
 
-# The fast path of parse_fix (orjson and inline checks) must answer exactly what the full checks answer.
+# The fast path of parse_fix (msgspec and inline checks) must answer exactly what the full checks answer.
 _NOW = 1_800_000_000.0
 _near_fix = st.fixed_dictionaries(
     {
@@ -133,6 +133,40 @@ def test_the_fast_path_answers_what_the_full_checks_answer(message, key):
     expected = _full_path(value, key)
     try:
         got: Fix | tuple[str, str] = parse_fix(value, _NOW, key)
+    except InvalidMessage as e:
+        got = (e.reason, e.detail)
+    assert repr(got) == repr(expected)
+
+
+_CLASSIC = b'"driver_id":"d1","latitude":40.5,"longitude":-73.5,"timestamp":1799999999.5'
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"{" + _CLASSIC + b',"latitude":200.0}',  # a repeated field counts as its last occurrence
+        b'{"latitude":200.0,' + _CLASSIC + b"}",
+        b"{" + _CLASSIC + b',"latitude":41}',  # an integer where a float is expected
+        b"{" + _CLASSIC + b',"speed_kmh":1e999}',
+        b"{" + _CLASSIC + b',"speed_kmh":1e308}',
+        b"{" + _CLASSIC + b',"timestamp":18446744073709551616}',
+        b"{" + _CLASSIC + b',"driver_id":"a\\u0000b"}',
+        b"{" + _CLASSIC + b',"driver_id":"\\ud83d\\ude9a"}',  # an escaped surrogate pair: one emoji
+        b"{" + _CLASSIC + b',"driver_id":"\\ud800"}',
+        b"\xef\xbb\xbf{" + _CLASSIC + b"}",
+        b" {" + _CLASSIC + b"} \n",
+        b"{" + _CLASSIC + b',"extra":{"a":[1,{"b":null}]}}',
+        b"{" + _CLASSIC + b',"status":"Available"}',
+        b"{" + _CLASSIC + b',"seq":1.0}',
+        b"{" + _CLASSIC + b',"seq":true}',
+        b"{" + _CLASSIC + b',"heading":null,"speed_kmh":null,"status":null,"seq":null}',
+        b"{" + _CLASSIC + b',"heading":-0.0}',
+    ],
+)
+def test_the_fast_path_answers_what_the_full_checks_answer_for_odd_json(value):
+    expected = _full_path(value, None)
+    try:
+        got: Fix | tuple[str, str] = parse_fix(value, _NOW)
     except InvalidMessage as e:
         got = (e.reason, e.detail)
     assert repr(got) == repr(expected)
