@@ -15,7 +15,8 @@ Two parts, each running ``python -m dashboard`` against the broker named by --bo
    Issue 15: its CPU per consumed fix (``cpu_us_per_fix``: the process, all threads, over the run
    and the 2 s after it) beside the goal (15 µs) and the floor measured on the same topic right
    after: kafka-python alone in a fresh process with the driver feed's settings, decoding each fix
-   with ``parse_fix`` and nothing else (``floor_cpu_us_per_fix``, bench/kafka_ceiling.py).
+   with ``parse_fix`` and nothing else (``floor_cpu_us_per_fix``, bench/kafka_ceiling.py), and the same
+   with the records unpacked by bus/lean_fetch.py as the dashboard unpacks them (``lean_floor_cpu_us_per_fix``).
 3. idle: the dashboard on an empty topic with the clients connected, no fix sent: its CPU over
    --duration seconds is what it costs to be up (Kafka's fetch rounds, the ticks); at 10,000 fixes/s
    every 1 % of a core is 1 µs per fix.
@@ -264,7 +265,12 @@ def floor_of(bootstrap: str, topic: str, count: int) -> dict:
     from bench.kafka_ceiling import consume_in_fresh_process  # noqa: PLC0415 - only the paced part needs it
 
     floor = consume_in_fresh_process(bootstrap, topic, count)
-    return {"floor_cpu_us_per_fix": round(floor["cpu_us"], 2), "floor_fixes": floor["records"]}
+    lean = consume_in_fresh_process(bootstrap, topic, count, lean=True)
+    return {
+        "floor_cpu_us_per_fix": round(floor["cpu_us"], 2),
+        "lean_floor_cpu_us_per_fix": round(lean["cpu_us"], 2),
+        "floor_fixes": floor["records"],
+    }
 
 
 def paced_measure(args: argparse.Namespace, dashboard: Dashboard, topic: str, rate: int) -> dict:
@@ -329,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['drivers_at_1_hz']:,} drivers: the dashboard spent {row['cpu_us_per_fix']} us of CPU per "
                 f"consumed fix (goal <= {GOAL_CPU_US_PER_FIX:g} from {GOAL_FROM_DRIVERS:,} drivers: "
                 f"{ {'yes': 'met', 'NO': 'NOT met'}.get(row['met'], 'not judged') }); "
-                f"the floor, kafka-python reading the same topic and only decoding: {row['floor_cpu_us_per_fix']} us"
+                f"the floor, kafka-python reading the same topic and only decoding: {row['floor_cpu_us_per_fix']} us "
+                f"({row['lean_floor_cpu_us_per_fix']} us with its records unpacked by bus/lean_fetch.py)"
             )
     if "idle" in parts:
         results["idle"] = [idle_part(args)]

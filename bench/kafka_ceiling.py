@@ -49,6 +49,7 @@ from bench.common import (
     write_result,
 )
 from bench.simulator_rate import producer_ceiling, sample_fixes
+from bus.lean_fetch import lean_consumer
 from dashboard.feed import FeedSpec
 from dashboard.service import DRIVER_FETCH_MAX_WAIT_MS, DRIVER_POLL_RECORDS
 from fleet.schema import InvalidMessage, parse_fix
@@ -149,9 +150,13 @@ def row_of(name: str, rates: list[float], cpu_us: list[float]) -> dict[str, Any]
 # --- consumer -------------------------------------------------------------------------------------
 
 
-def consume(bootstrap: str, topic: str, partitions: list[int], count: int, config: dict, work: str) -> dict:
-    """Read ``count`` records from the start of ``partitions`` in this (fresh) process; rate and CPU."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False, **config)
+def consume(
+    bootstrap: str, topic: str, partitions: list[int], count: int, config: dict, work: str, lean: bool = False
+) -> dict:
+    """Read ``count`` records from the start of ``partitions`` in this (fresh) process; rate and CPU.
+    ``lean``: unpack the fetched records with bus/lean_fetch.py, as the project's consumers do."""
+    factory = lean_consumer if lean else KafkaConsumer
+    consumer = factory(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False, **config)
     tps = [TopicPartition(topic, p) for p in partitions]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
@@ -194,13 +199,14 @@ def consumer_run(args: argparse.Namespace, topic: str, config: dict, work: str, 
     }
 
 
-def consume_in_fresh_process(bootstrap: str, topic: str, count: int) -> dict:
+def consume_in_fresh_process(bootstrap: str, topic: str, count: int, lean: bool = False) -> dict:
     """The floor of bench/dashboard_ingest.py: ``count`` records of ``topic`` read from its start by a fresh
-    process with the driver feed's settings, each decoded by ``parse_fix``; ``cpu_us`` per record."""
+    process with the driver feed's settings, each decoded by ``parse_fix``; ``cpu_us`` per record.
+    ``lean``: with the records unpacked by bus/lean_fetch.py."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as pool:
         result = pool.submit(
-            consume, bootstrap, topic, list(range(PARTITIONS)), count, DASHBOARD_CONSUMER, "parse_fix"
+            consume, bootstrap, topic, list(range(PARTITIONS)), count, DASHBOARD_CONSUMER, "parse_fix", lean
         ).result()
     return {"records": result["records"], "cpu_us": result["cpu_s"] / max(1, result["records"]) * 1e6}
 
