@@ -3,8 +3,8 @@
 kafka-python turns each fetched record into Python objects twice: ``DefaultRecordBatch._read_msg`` builds a
 ``DefaultRecord`` (copying key, value and headers), then the fetcher reads it back through properties, a
 CRC call that is a no-op for format v2, two deserializer calls and a header-size sum, and builds the
-``ConsumerRecord``. Measured on 100,000 fetched fixes, unpacking alone: 5.9-7.6 µs a record that way,
-4.4-5.2 µs read straight into the ``ConsumerRecord`` (docs/benchmarks.md, "2026-12, third pass").
+``ConsumerRecord``. Measured on 100,000 fetched fixes, unpacking alone: 5.8-10.9 µs a record that way,
+4.4-6.4 µs read straight into the ``ConsumerRecord`` (docs/benchmarks.md, "2026-12, third pass").
 
 :func:`lean_consumer` makes a consumer that unpacks each fetched partition with :class:`LeanRecords`,
 which walks each uncompressed v2 batch itself and yields the same ``ConsumerRecord`` values kafka-python
