@@ -7,14 +7,16 @@ CRC call that is a no-op for format v2, two deserializer calls and a header-size
 4.4-6.4 µs read straight into the ``ConsumerRecord`` (docs/benchmarks.md, "2026-12, third pass").
 
 :func:`lean_consumer` makes a consumer that unpacks each fetched partition with :class:`LeanRecords`,
-which walks each uncompressed v2 batch itself and yields the same ``ConsumerRecord`` values kafka-python
-would (tests/test_lean_fetch.py compares them on arbitrary batches). :func:`only_key`
+which walks each v2 batch itself (decompressed by kafka-python first) and yields the same ``ConsumerRecord``
+values kafka-python would (tests/test_lean_fetch.py compares them on arbitrary batches). :func:`only_key`
 does the same but builds only the records of one key: a driver's track must look at every record of its
 partitions (Kafka has no index by key), and skipping the others unbuilt makes tracks twice as fast.
 
-Compressed batches and old message formats go through kafka-python's own record parsing; CRCs are checked
-as kafka-python checks them; ``read_committed`` skips aborted transactions with kafka-python's own
-bookkeeping. Consumers with deserializers keep kafka-python's code entirely. This is kafka-python 3.0.12's
+Old message formats go through kafka-python's own record parsing; CRCs are checked as kafka-python checks
+them; ``read_committed`` skips aborted transactions with kafka-python's own bookkeeping. One difference, on
+purpose: a header name that is not UTF-8 (a Java broker stores it as sent) is read with replacement
+characters, where kafka-python raises and its consumer would fetch the same record forever. Consumers with
+deserializers keep kafka-python's code entirely. This is kafka-python 3.0.12's
 internal API (``Fetcher.PartitionRecords``, pinned in requirements.txt).
 """
 
@@ -33,7 +35,6 @@ MAGIC_V2 = 2
 # ConsumerRecord is a namedtuple: its constructor is a Python function (6 % of a busy dashboard's CPU in a
 # profile), tuple.__new__ the C call it ends in.
 new_record = tuple.__new__
-NO_COMPRESSION = 0
 LOG_APPEND_TIME = 1
 
 
@@ -67,13 +68,12 @@ class LeanRecords(Fetcher.PartitionRecords):  # type: ignore[misc]  # kafka-pyth
             if self.check_crcs and not batch.validate_crc():
                 raise CorruptRecordError(f"record batch for {tp} at offset {batch.base_offset} failed crc check")
             if batch.magic != MAGIC_V2:
-                yield from self._parsed(tp, batch)
+                yield from self._legacy(tp, batch)
             elif self._skipped(batch):
                 self.next_fetch_offset = batch.next_offset
-            elif batch.compression_type == NO_COMPRESSION:
-                yield from self._walk(tp, batch)
             else:
-                yield from self._parsed(tp, batch)
+                batch._maybe_uncompress()  # kafka-python's decompression, then the same walk
+                yield from self._walk(tp, batch)
             batch = records.next_batch()
         if last is not None and last.magic == MAGIC_V2:
             self.next_fetch_offset = last.next_offset  # past records removed by compaction too
@@ -92,7 +92,7 @@ class LeanRecords(Fetcher.PartitionRecords):  # type: ignore[misc]  # kafka-pyth
         return bool(batch.is_control_batch)
 
     def _walk(self, tp: Any, batch: Any) -> Iterator[Any]:
-        """Each record of an uncompressed v2 batch, read field by field (Kafka's record format v2): length,
+        """Each record of a (decompressed) v2 batch, read field by field (Kafka's record format v2): length,
         attributes, time and offset deltas, key, value, headers. With :attr:`key` set, a record of another
         key is skipped by its length once its key is read."""
         only = self.key
@@ -153,8 +153,8 @@ class LeanRecords(Fetcher.PartitionRecords):  # type: ignore[misc]  # kafka-pyth
             raise CorruptRecordError(f"{len(buffer) - pos} bytes left after the records of a batch of {tp}")
         self.next_fetch_offset = batch.next_offset
 
-    def _parsed(self, tp: Any, batch: Any) -> Iterator[Any]:
-        """A batch kafka-python parses itself (compressed, or an old format): its records, as it builds them."""
+    def _legacy(self, tp: Any, batch: Any) -> Iterator[Any]:
+        """A batch of an old message format (v0, v1; no Kafka 4 broker writes them): kafka-python parses it."""
         for record in batch:
             if self.check_crcs and not record.validate_crc():
                 raise CorruptRecordError(f"record of {tp} at offset {record.offset} failed crc check")
@@ -190,11 +190,11 @@ def _headers(buffer: Any, at: int, count: int) -> tuple[list[tuple[str, bytes | 
         name_len, at = decode_varint(buffer, at)
         if name_len < 0:
             raise CorruptRecordError(f"invalid negative header key size {name_len}")
-        name = buffer[at : at + name_len].decode("utf-8")
+        name = buffer[at : at + name_len].decode("utf-8", "replace")
         at += name_len
         value_len, at = decode_varint(buffer, at)
         if value_len >= 0:
-            headers.append((name, bytes(buffer[at : at + value_len])))
+            headers.append((name, buffer[at : at + value_len]))
             at += value_len
         else:
             headers.append((name, None))

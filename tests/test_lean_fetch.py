@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from types import SimpleNamespace
 
+import crc32c
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -92,6 +93,17 @@ def test_a_damaged_batch_is_refused_as_corrupt_as_kafka_python_refuses_it(spec, 
             return type(e)
 
     assert outcome(LeanRecords) == outcome(Fetcher.PartitionRecords)
+
+
+def test_a_header_name_that_is_not_utf8_is_read_with_replacement_characters_where_kafka_python_raises():
+    data = bytearray(fetched([([(b"k", b"fix 1", [("h\u00e9", b"1")]), (b"k", b"fix 2", [])], 0)]))
+    at = data.index("h\u00e9".encode())
+    data[at + 1] = 0xFF  # a Java broker stores a name as it was sent
+    data[17:21] = crc32c.crc32c(bytes(data[21:])).to_bytes(4, "big")  # still a batch that passes its check
+    with pytest.raises(CorruptRecordError):  # kafka-python turns the UnicodeDecodeError into this
+        Fetcher.PartitionRecords(FIRST_OFFSET, TP, MemoryRecords(bytes(data))).take()
+    records = LeanRecords(FIRST_OFFSET, TP, MemoryRecords(bytes(data))).take()
+    assert [(r.value, r.headers) for r in records] == [(b"fix 1", [("h\ufffd\ufffd", b"1")]), (b"fix 2", [])]
 
 
 def test_a_consumer_with_deserializers_keeps_kafka_pythons_unpacking():

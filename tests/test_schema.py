@@ -161,6 +161,8 @@ _CLASSIC = b'"driver_id":"d1","latitude":40.5,"longitude":-73.5,"timestamp":1799
         b"{" + _CLASSIC + b',"seq":true}',
         b"{" + _CLASSIC + b',"heading":null,"speed_kmh":null,"status":null,"seq":null}',
         b"{" + _CLASSIC + b',"heading":-0.0}',
+        b"{" + _CLASSIC + b',"driver_id":"' + "\U0001f69a".encode() * 64 + b'"}',  # 64 characters, 256 bytes
+        b"{" + _CLASSIC + b',"driver_id":"' + "\U0001f69a".encode() * 65 + b'"}',
     ],
 )
 def test_the_fast_path_answers_what_the_full_checks_answer_for_odd_json(value):
