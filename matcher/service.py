@@ -30,6 +30,7 @@ from typing import IO
 from wsgiref.simple_server import WSGIServer
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import MemberToRemove
 from kafka.errors import (
     KafkaError,
     KafkaTimeoutError,
@@ -81,6 +82,12 @@ REQUEST_MAX_RECORDS = 1000
 # A matcher that dies is replaced (its partitions reassigned) after this long; one restarted
 # with the same instance id takes its partitions back at once (static group membership).
 SESSION_TIMEOUT_MS = 10_000
+# ... unless Kafka hands it back nothing. kafka-python joins with JoinGroup v7, and a static member that
+# rejoins a stable group is given the assignment Kafka holds, without a rebalance; after a crash while a broker
+# was down that was seen to be none at all, for good (tests/test_cluster_faults.py, 2 CI runs of 3). A matcher
+# alone in its group and assigned nothing for this long removes its own membership (LeaveGroup by instance id):
+# it then joins an empty group again, which is a real rebalance.
+ALONE_CHECK_S = SESSION_TIMEOUT_MS / 1000
 FORGET_ANSWERS_INTERVAL_S = 10.0
 # A transaction that failed because a dead letter could not be written would fail again on the same
 # request after the resync, forever. So for this long after such a failure, refused requests are not
@@ -170,6 +177,7 @@ class MatcherService:
         self.error_log = Throttle(ERROR_LOG_INTERVAL_S)
         self.metrics_server: WSGIServer | None = None
         self.instance_lock: IO[str] | None = None
+        self.next_alone_check = time.monotonic() + ALONE_CHECK_S
 
     # ---- life cycle
 
@@ -354,6 +362,8 @@ class MatcherService:
             if self.lifecycle.phase is Phase.RESYNCING:
                 self.try_finish_resync()
             batch = self.request_consumer.poll(timeout_ms=POLL_MS, max_records=REQUEST_MAX_RECORDS)
+            if not self.request_consumer.assignment():
+                self.rejoin_if_alone()
             if not self.lifecycle.matching:
                 return  # nothing is decided until every committed answer is known
             now = time.time()
@@ -559,6 +569,28 @@ class MatcherService:
         self.pause_requests()
 
     # ---- partitions and resync
+
+    def rejoin_if_alone(self) -> None:
+        """With no partition for :data:`ALONE_CHECK_S` while no other member is in the group: leave and rejoin
+        (see :data:`ALONE_CHECK_S`). More matchers than partitions is the legitimate case, and left alone."""
+        clock = time.monotonic()
+        if clock < self.next_alone_check:
+            return
+        self.next_alone_check = clock + ALONE_CHECK_S
+        group_id, instance = self.config.group_id, self.config.instance
+        try:
+            group = self.admin.describe_groups([group_id]).get(group_id) or {}
+            members = [member.get("group_instance_id") for member in group.get("members") or []]
+            if group.get("group_state") != "Stable" or members != [instance]:
+                return
+            log.warning(
+                "alone in group %s and assigned no partition of %s: leaving the group to join it again",
+                group_id,
+                self.config.request_topic,
+            )
+            self.admin.remove_group_members(group_id, [MemberToRemove(group_instance_id=instance)])
+        except KafkaError as e:  # Kafka is away: the next check asks again
+            log.info("could not look at group %s (%s: %s)", group_id, type(e).__name__, e)
 
     def on_revoked(self, revoked) -> None:
         self.commit()

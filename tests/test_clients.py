@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import MemberToRemove, NewTopic
 
 from broker.local import LocalBroker
 from bus.clients import close_producer
@@ -71,3 +71,43 @@ def test_a_producer_closed_while_its_broker_does_not_answer_fails_what_it_had_no
         del producer
         gc.collect()
     assert seen == [], "dropping the closed producer closes nothing again"
+
+
+def test_a_static_member_whose_membership_is_removed_joins_again_and_takes_every_partition(kafka_bootstrap, make_topic):
+    """The remedy of matcher/service.py's ``rejoin_if_alone``: a static member stuck without partitions removes
+    its own membership by instance id, and kafka-python's next heartbeat makes it join an empty group again."""
+    topic = make_topic("static", partitions=3)
+    group = f"static-{topic}"
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=group, group_instance_id="m1", enable_auto_commit=False
+    )
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        consumer.subscribe([topic])
+        assert poll_until_assigned(consumer) == {0, 1, 2}
+        removed = admin.remove_group_members(group, [MemberToRemove(group_instance_id="m1")])
+        assert [error.__name__ for error in removed.values()] == ["NoError"]
+        assert admin.describe_groups([group])[group]["members"] == [], "the group is empty once the member is removed"
+        assert poll_until_member(consumer, admin, group) == ["m1"]
+        assert {tp.partition for tp in consumer.assignment()} == {0, 1, 2}
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def poll_until_assigned(consumer: KafkaConsumer) -> set[int]:
+    deadline = time.monotonic() + 30
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(timeout_ms=200)
+    return {tp.partition for tp in consumer.assignment()}
+
+
+def poll_until_member(consumer: KafkaConsumer, admin: KafkaAdminClient, group: str) -> list[str]:
+    deadline = time.monotonic() + 30
+    members: list[str] = []
+    while time.monotonic() < deadline:
+        consumer.poll(timeout_ms=200)
+        members = [m["group_instance_id"] for m in admin.describe_groups([group])[group]["members"]]
+        if members and consumer.assignment():
+            break
+    return members
